@@ -1,0 +1,277 @@
+"""Settings of the helper: one table of options, parsed from flags and environment variables.
+
+The table :data:`OPTIONS` is the single source of truth. The helper's fast path
+(:func:`parse_helper_args`) reads it without importing click, so a ``go`` command
+that starts the helper hundreds of times a day does not pay click's import; the
+click CLI (:mod:`redis_gocache.cli`) builds its options from the same table, so
+``--help`` and the fast path can never disagree.
+
+Precedence: a flag beats its environment variable, which beats the default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from redis_gocache.exceptions import ConfigError
+
+DEFAULT_PREFIX = "gocache:"
+"""Key prefix of every Redis key the cache writes. Never a Cluster hash tag."""
+
+DEFAULT_TTL = 7 * 24 * 3600
+"""Seconds an action entry lives in Redis after its last put or refresh (7 days)."""
+
+DEFAULT_INLINE_MAX = 128 * 1024
+"""Outputs up to this many bytes are stored inside the action hash (one round trip on a
+hit); larger ones go to a content-addressed blob key. Chosen by measurement: see README."""
+
+DEFAULT_TIMEOUT = 0.5
+"""Seconds to wait on one Redis socket operation or connect before calling Redis down.
+redis-py's own default (5 s, 10 retries) would turn one stalled server into minutes."""
+
+DEFAULT_RETRIES = 1
+"""How many times a failed Redis command is retried (with a short backoff) before giving up."""
+
+DEFAULT_WORKERS = 4
+"""Threads serving requests that need Redis; cmd/go keeps at most GOMAXPROCS in flight."""
+
+DEFAULT_BREAKER_COOLDOWN = 30.0
+"""Seconds the circuit breaker keeps Redis switched off after it failed."""
+
+
+def default_cache_dir(env: Mapping[str, str] | None = None) -> str:
+    """``$XDG_CACHE_HOME/redis-gocache``, else ``~/.cache/redis-gocache``."""
+    env = os.environ if env is None else env
+    base = env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "redis-gocache")
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_SIZE = re.compile(r"^\s*(\d+)\s*([kmg]?)(i?b)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def parse_duration(text: str) -> int:
+    """Seconds from ``3600``, ``45s``, ``30m``, ``12h``, ``7d`` or ``2w``."""
+    m = _DURATION.match(text)
+    if not m:
+        raise ConfigError(f"not a duration: {text!r} (use seconds, or a number with s/m/h/d/w)")
+    seconds = int(float(m.group(1)) * _DURATION_UNITS[m.group(2).lower()])
+    if seconds <= 0:
+        raise ConfigError(f"duration must be positive: {text!r}")
+    return seconds
+
+
+def parse_size(text: str) -> int:
+    """Bytes from ``65536``, ``64K``, ``64KiB``, ``1M`` or ``1G``."""
+    m = _SIZE.match(text)
+    if not m:
+        raise ConfigError(f"not a size: {text!r} (use bytes, or a number with K/M/G)")
+    return int(m.group(1)) * _SIZE_UNITS[m.group(2).lower()]
+
+
+def parse_seconds(text: str) -> float:
+    """A positive number of seconds, fractions allowed (``0.5``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"not a number of seconds: {text!r}") from None
+    if not value > 0:
+        raise ConfigError(f"must be positive: {text!r}")
+    return value
+
+
+def parse_count(text: str) -> int:
+    """A non-negative whole number."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise ConfigError(f"must not be negative: {text!r}")
+    return value
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"", "0", "false", "no", "off"}
+
+
+def parse_bool(text: str) -> bool:
+    """``1/true/yes/on`` or ``0/false/no/off`` (any case)."""
+    low = text.strip().lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise ConfigError(f"not a yes/no value: {text!r}")
+
+
+def parse_prefix(text: str) -> str:
+    """A key prefix; ``{`` and ``}`` are refused since they would make a Cluster hash tag
+    and pin the whole cache to one slot."""
+    if "{" in text or "}" in text:
+        raise ConfigError(f"prefix must not contain '{{' or '}}' (a Cluster hash tag): {text!r}")
+    return text
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """One setting: its flags, environment variable, parser and help text."""
+
+    name: str
+    flags: tuple[str, ...]
+    envvar: str
+    help: str
+    parse: Callable[[str], Any] | None = None  # None: a boolean switch
+    metavar: str = ""
+
+    @property
+    def is_flag(self) -> bool:
+        return self.parse is None
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("redis_url", ("--redis-url",), "REDIS_URL",
+           "Redis URL (redis://, rediss:// for TLS). Unset: local disk only.", str, "URL"),
+    Option("cache_dir", ("--cache-dir",), "REDIS_GOCACHE_DIR",
+           "Local directory for materialized outputs [default: $XDG_CACHE_HOME/redis-gocache]",
+           str, "DIR"),
+    Option("prefix", ("--prefix",), "REDIS_GOCACHE_PREFIX",
+           f"Prefix of every Redis key [default: {DEFAULT_PREFIX}]", parse_prefix, "TEXT"),
+    Option("ttl", ("--ttl",), "REDIS_GOCACHE_TTL",
+           "Lifetime of a Redis entry after its last use: seconds or 30m/12h/7d [default: 7d]",
+           parse_duration, "DURATION"),
+    Option("inline_max", ("--inline-max",), "REDIS_GOCACHE_INLINE_MAX",
+           f"Largest output stored inside the action hash [default: {DEFAULT_INLINE_MAX}]",
+           parse_size, "BYTES"),
+    Option("read_only", ("--read-only",), "REDIS_GOCACHE_READONLY",
+           "Never write to Redis (for untrusted jobs); puts still land on local disk."),
+    Option("timeout", ("--timeout",), "REDIS_GOCACHE_TIMEOUT",
+           f"Seconds to wait on Redis before calling it down [default: {DEFAULT_TIMEOUT}]",
+           parse_seconds, "SECONDS"),
+    Option("retries", ("--retries",), "REDIS_GOCACHE_RETRIES",
+           f"Retries of a failed Redis command [default: {DEFAULT_RETRIES}]",
+           parse_count, "N"),
+    Option("workers", ("--workers",), "REDIS_GOCACHE_WORKERS",
+           f"Threads serving requests that need Redis [default: {DEFAULT_WORKERS}]",
+           parse_count, "N"),
+    Option("tls_ca", ("--tls-ca",), "REDIS_GOCACHE_TLS_CA",
+           "CA bundle to verify a rediss:// server", str, "FILE"),
+    Option("tls_cert", ("--tls-cert",), "REDIS_GOCACHE_TLS_CERT",
+           "Client certificate for rediss://", str, "FILE"),
+    Option("tls_key", ("--tls-key",), "REDIS_GOCACHE_TLS_KEY",
+           "Client private key for rediss://", str, "FILE"),
+    Option("password_file", ("--password-file",), "REDIS_PASSWORD_FILE",
+           "File holding the Redis password (else REDIS_PASSWORD, else the URL's)", str, "FILE"),
+    Option("verbose", ("-v", "--verbose"), "REDIS_GOCACHE_VERBOSE",
+           "Print a statistics line on stderr at the end"),
+)
+"""Every option of the helper, in ``--help`` order."""
+
+_BY_FLAG = {flag: opt for opt in OPTIONS for flag in opt.flags}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Config:
+    """Everything the helper needs to know, resolved from flags, environment and defaults."""
+
+    redis_url: str | None = None
+    cache_dir: str = dataclasses.field(default_factory=default_cache_dir)
+    prefix: str = DEFAULT_PREFIX
+    ttl: int = DEFAULT_TTL
+    inline_max: int = DEFAULT_INLINE_MAX
+    read_only: bool = False
+    timeout: float = DEFAULT_TIMEOUT
+    retries: int = DEFAULT_RETRIES
+    workers: int = DEFAULT_WORKERS
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    password: str | None = dataclasses.field(default=None, repr=False)
+    password_file: str | None = None
+    verbose: bool = False
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ConfigError("workers must be at least 1")
+
+    @property
+    def redis_configured(self) -> bool:
+        return bool(self.redis_url)
+
+
+def resolve(values: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Config:
+    """Build a :class:`Config` from flag values (``None`` or absent: not given) and ``env``.
+
+    Raises :class:`ConfigError` naming the flag or variable that holds a bad value.
+    """
+    env = os.environ if env is None else env
+    kwargs: dict[str, Any] = {}
+    for opt in OPTIONS:
+        value = values.get(opt.name)
+        if value is None or (opt.is_flag and value is False):
+            raw = env.get(opt.envvar)
+            if raw is None or (raw == "" and not opt.is_flag):
+                continue
+            try:
+                value = parse_bool(raw) if opt.is_flag else opt.parse(raw)  # type: ignore[misc]
+            except ConfigError as exc:
+                raise ConfigError(f"{opt.envvar}: {exc}") from None
+        kwargs[opt.name] = value
+    if "cache_dir" in kwargs:
+        kwargs["cache_dir"] = os.path.abspath(os.path.expanduser(kwargs["cache_dir"]))
+    else:
+        kwargs["cache_dir"] = default_cache_dir(env)
+    kwargs["password"] = _password(kwargs.get("password_file"), env)
+    return Config(**kwargs)
+
+
+def _password(password_file: str | None, env: Mapping[str, str]) -> str | None:
+    if password_file:
+        try:
+            with open(password_file, encoding="utf-8") as f:
+                return f.read().strip("\r\n")
+        except OSError as exc:
+            # Say which file, never what it holds.
+            raise ConfigError(f"cannot read password file {password_file}: {exc.strerror}") from None
+    return env.get("REDIS_PASSWORD") or None
+
+
+def parse_helper_args(argv: Sequence[str]) -> dict[str, Any] | None:
+    """Parse the helper's own flags without click.
+
+    Returns the flag values, or ``None`` when ``argv`` holds anything else (a subcommand,
+    ``--help``, an unknown flag): the caller then hands ``argv`` to click, which knows
+    how to explain it. Raises :class:`ConfigError` for a known flag with a bad value.
+    """
+    values: dict[str, Any] = {}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        name, eq, inline = arg.partition("=")
+        opt = _BY_FLAG.get(name)
+        if opt is None:
+            return None
+        if opt.is_flag:
+            if eq:
+                return None
+            values[opt.name] = True
+        else:
+            if eq:
+                raw = inline
+            elif i + 1 < len(argv):
+                i += 1
+                raw = argv[i]
+            else:
+                return None
+            try:
+                values[opt.name] = opt.parse(raw)  # type: ignore[misc]
+            except ConfigError as exc:
+                raise ConfigError(f"{name}: {exc}") from None
+        i += 1
+    return values

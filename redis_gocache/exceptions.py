@@ -1,0 +1,50 @@
+"""The exceptions of redis-gocache, in one tree.
+
+::
+
+    GoCacheError
+    ├── ConfigError          bad flag, environment variable or password file
+    ├── ProtocolError        a request that breaks the GOCACHEPROG wire format
+    │   └── FatalProtocolError   ... so badly that the stream cannot be resynchronised
+    ├── LocalStoreError      the local directory cannot take a file (disk full, read-only)
+    └── RemoteError          Redis is unreachable, slow, out of memory or refused a command
+        └── PermissionDenied     Redis said NOPERM: this user may read but not write
+
+Third-party errors (``redis.exceptions.*``, ``OSError`` from the local directory) are
+translated into these where they enter: in the stores, nowhere else.
+"""
+
+from __future__ import annotations
+
+
+class GoCacheError(Exception):
+    """Base class of every error raised on purpose by redis-gocache."""
+
+
+class ConfigError(GoCacheError):
+    """A setting has a value the helper cannot use; the message names the setting."""
+
+
+class ProtocolError(GoCacheError):
+    """A request breaks the wire format. ``request_id`` is set when the request's ID was read,
+    so the helper can answer that request with ``Err`` and go on."""
+
+    def __init__(self, message: str, request_id: int | None = None) -> None:
+        super().__init__(message)
+        self.request_id = request_id
+
+
+class FatalProtocolError(ProtocolError):
+    """The input stream is broken beyond resynchronisation (no ID, no JSON, a huge line)."""
+
+
+class LocalStoreError(GoCacheError):
+    """The local directory cannot hold a file: the one failure that may fail a put."""
+
+
+class RemoteError(GoCacheError):
+    """Redis could not serve a command. The helper degrades to misses; it never fails a build."""
+
+
+class PermissionDenied(RemoteError):
+    """Redis refused a command for lack of permission (ACL ``NOPERM``)."""
