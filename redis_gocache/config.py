@@ -168,6 +168,8 @@ OPTIONS: tuple[Option, ...] = (
            "Client private key for rediss://", str, "FILE"),
     Option("password_file", ("--password-file",), "REDIS_PASSWORD_FILE",
            "File holding the Redis password (else REDIS_PASSWORD, else the URL's)", str, "FILE"),
+    Option("stats_file", ("--stats-file",), "REDIS_GOCACHE_STATS_FILE",
+           "Append this run's counters to FILE as one JSON line", str, "FILE"),
     Option("verbose", ("-v", "--verbose"), "REDIS_GOCACHE_VERBOSE",
            "Print a statistics line on stderr at the end"),
 )
@@ -194,6 +196,7 @@ class Config:
     tls_key: str | None = None
     password: str | None = dataclasses.field(default=None, repr=False)
     password_file: str | None = None
+    stats_file: str | None = None
     verbose: bool = False
 
     def __post_init__(self) -> None:
