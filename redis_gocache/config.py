@@ -111,6 +111,19 @@ def parse_bool(text: str) -> bool:
     raise ConfigError(f"not a yes/no value: {text!r}")
 
 
+_URL_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def parse_redis_url(text: str) -> str:
+    """A ``redis://``, ``rediss://`` (TLS) or ``unix://`` URL."""
+    if not text.startswith(_URL_SCHEMES):
+        # Say what is wrong without echoing the URL: it may hold a password.
+        scheme = text.partition("://")[0] if "://" in text else "(none)"
+        raise ConfigError(f"Redis URL must start with redis://, rediss:// or unix:// "
+                          f"(scheme: {scheme})")
+    return text
+
+
 def parse_prefix(text: str) -> str:
     """A key prefix; ``{`` and ``}`` are refused since they would make a Cluster hash tag
     and pin the whole cache to one slot."""
@@ -137,7 +150,8 @@ class Option:
 
 OPTIONS: tuple[Option, ...] = (
     Option("redis_url", ("--redis-url",), "REDIS_URL",
-           "Redis URL (redis://, rediss:// for TLS). Unset: local disk only.", str, "URL"),
+           "Redis URL (redis://, rediss:// for TLS). Unset: local disk only.",
+           parse_redis_url, "URL"),
     Option("cache_dir", ("--cache-dir",), "REDIS_GOCACHE_DIR",
            "Local directory for materialized outputs [default: $XDG_CACHE_HOME/redis-gocache]",
            str, "DIR"),

@@ -7,7 +7,10 @@
     ├── ProtocolError        a request that breaks the GOCACHEPROG wire format
     │   └── FatalProtocolError   ... so badly that the stream cannot be resynchronised
     ├── LocalStoreError      the local directory cannot take a file (disk full, read-only)
-    └── RemoteError          Redis is unreachable, slow, out of memory or refused a command
+    ├── RejectedEntry        a remote entry failed verification: served as a miss, counted
+    └── RemoteError          Redis refused a command or answered nonsense
+        ├── RemoteUnavailable    Redis cannot be reached or did not answer in time
+        ├── RemoteOutOfMemory    Redis is full (maxmemory under noeviction): reads still work
         └── PermissionDenied     Redis said NOPERM: this user may read but not write
 
 Third-party errors (``redis.exceptions.*``, ``OSError`` from the local directory) are
@@ -46,5 +49,22 @@ class RemoteError(GoCacheError):
     """Redis could not serve a command. The helper degrades to misses; it never fails a build."""
 
 
+class RemoteUnavailable(RemoteError):
+    """Redis cannot be reached, or did not answer within the timeout."""
+
+
+class RemoteOutOfMemory(RemoteError):
+    """Redis refused a write because it reached ``maxmemory`` (``OOM``)."""
+
+
 class PermissionDenied(RemoteError):
     """Redis refused a command for lack of permission (ACL ``NOPERM``)."""
+
+
+class RejectedEntry(GoCacheError):
+    """An entry from the remote store failed a check (missing field, wrong size or hash, blob
+    gone). It is served as a miss and counted under ``kind``."""
+
+    def __init__(self, kind: str, message: str = "") -> None:
+        super().__init__(message or kind)
+        self.kind = kind

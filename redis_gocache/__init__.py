@@ -1,0 +1,63 @@
+"""redis-gocache: a GOCACHEPROG helper that shares Go's build cache through Redis.
+
+Public names are loaded on first use (PEP 562), so ``import redis_gocache`` stays cheap:
+cmd/go starts a helper for every ``go`` command, and the first answer must come at once.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "Config": "redis_gocache.config",
+    "Cache": "redis_gocache.cache",
+    "Server": "redis_gocache.server",
+    "Stats": "redis_gocache.stats",
+    "Entry": "redis_gocache.store.base",
+    "RemoteStore": "redis_gocache.store.base",
+    "DiskStore": "redis_gocache.store.disk",
+    "RedisStore": "redis_gocache.store.redis",
+    "MemoryStore": "redis_gocache.store.memory",
+    "GoCacheError": "redis_gocache.exceptions",
+    "ConfigError": "redis_gocache.exceptions",
+    "ProtocolError": "redis_gocache.exceptions",
+    "LocalStoreError": "redis_gocache.exceptions",
+    "RemoteError": "redis_gocache.exceptions",
+    "RejectedEntry": "redis_gocache.exceptions",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+if TYPE_CHECKING:
+    from redis_gocache.cache import Cache
+    from redis_gocache.config import Config
+    from redis_gocache.exceptions import (
+        ConfigError,
+        GoCacheError,
+        LocalStoreError,
+        ProtocolError,
+        RejectedEntry,
+        RemoteError,
+    )
+    from redis_gocache.server import Server
+    from redis_gocache.stats import Stats
+    from redis_gocache.store.base import Entry, RemoteStore
+    from redis_gocache.store.disk import DiskStore
+    from redis_gocache.store.memory import MemoryStore
+    from redis_gocache.store.redis import RedisStore
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'redis_gocache' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

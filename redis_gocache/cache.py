@@ -1,0 +1,160 @@
+"""The cache behind the protocol: the local directory first, Redis second.
+
+:class:`Cache` decides where a get is served from and where a put goes; it owns every check
+that stands between Redis and the file handed to Go (size and SHA-256), and the counting. It
+knows nothing of the wire format, which is :mod:`redis_gocache.server`'s business.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from redis_gocache.exceptions import LocalStoreError, RejectedEntry
+from redis_gocache.remote import Remote
+from redis_gocache.stats import Stats
+from redis_gocache.store.base import Entry
+from redis_gocache.store.disk import DiskStore, HashingWriter, discard
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
+REFRESH_INTERVAL = 24 * 3600.0
+"""An entry served locally has its Redis TTL refreshed at most this often (seconds)."""
+
+UPLOAD_THREADS = 2
+"""Threads uploading puts to Redis in the background."""
+
+
+class Cache:
+    """Local directory plus optional remote store, with verification and counters."""
+
+    def __init__(self, local: DiskStore, remote: Remote | None, stats: Stats) -> None:
+        self.local = local
+        self.remote = remote
+        self.stats = stats
+        self._served: list[tuple[bytes, Entry, bool]] = []
+        self._served_lock = threading.Lock()
+        self._uploads: ThreadPoolExecutor | None = None
+
+    @property
+    def remote_readable(self) -> bool:
+        return self.remote is not None and self.remote.readable
+
+    def _note_served(self, action_id: bytes, entry: Entry, local: bool) -> None:
+        with self._served_lock:
+            self._served.append((action_id, entry, local))
+
+    # -- gets -------------------------------------------------------------------------
+
+    def get_local(self, action_id: bytes) -> tuple[Entry, str] | None:
+        """A hit from the local directory (no hashing, no Redis), or ``None``."""
+        found = self.local.lookup(action_id.hex())
+        if found is None:
+            return None
+        entry, path, refreshed = found
+        if self.remote is not None and time.time() - refreshed > REFRESH_INTERVAL:
+            self._note_served(action_id, entry, local=True)
+        self.stats.add(local_hits=1, hit_bytes=entry.size)
+        return entry, path
+
+    def get_remote(self, action_id: bytes) -> tuple[Entry, str] | None:
+        """A hit fetched from Redis into the local directory, verified, or ``None``."""
+        if self.remote is None or not self.remote.readable:
+            return None
+        try:
+            fd, tmp = self.local.new_file()
+        except LocalStoreError:
+            self.stats.add(get_errors=1)
+            return None
+        writer = HashingWriter(fd)
+        try:
+            try:
+                entry = self.remote.get(action_id, writer.write)
+            finally:
+                os.close(fd)
+        except RejectedEntry as exc:
+            self.stats.reject(exc.kind)
+            discard(tmp)
+            return None
+        if entry is None:
+            discard(tmp)
+            return None
+        if writer.error is not None:
+            self.stats.add(get_errors=1)
+            discard(tmp)
+            return None
+        # Safety check: Redis is shared and writable by others; nothing reaches Go unverified.
+        if writer.size != entry.size:
+            self.stats.reject("size")
+            discard(tmp)
+            return None
+        if writer.digest() != entry.output_id:
+            self.stats.reject("hash")
+            discard(tmp)
+            return None
+        try:
+            path = self.local.commit(action_id.hex(), entry, tmp)
+        except LocalStoreError:
+            self.stats.add(get_errors=1)
+            discard(tmp)
+            return None
+        self._note_served(action_id, entry, local=False)
+        self.stats.add(remote_hits=1, hit_bytes=entry.size, remote_hit_bytes=entry.size)
+        return entry, path
+
+    # -- puts -------------------------------------------------------------------------
+
+    def begin_put(self) -> tuple[HashingWriter, str]:
+        """A writer for an incoming body and the temporary file behind it."""
+        fd, tmp = self.local.new_file()
+        return HashingWriter(fd), tmp
+
+    def finish_put(
+        self, action_id: bytes, output_id: bytes, writer: HashingWriter, tmp: str
+    ) -> str:
+        """Record a complete body (``writer`` already closed by the caller) and return the
+        DiskPath for Go. Raises :class:`LocalStoreError` only when no local file can be had."""
+        if writer.error is not None:
+            discard(tmp)
+            raise LocalStoreError(f"cannot write the body to local disk: {writer.error}")
+        entry = Entry(output_id, writer.size, time.time_ns())
+        if writer.digest() != output_id:
+            # The body is not what Go said it is: store it nowhere, but give Go its file so
+            # the build goes on (Go will rebuild if it cares).
+            self.stats.reject("put_hash")
+            return tmp
+        path = self.local.commit(action_id.hex(), entry, tmp)
+        self.stats.add(put_bytes=entry.size)
+        if self.remote is not None and self.remote.writable:
+            if self._uploads is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._uploads = ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="upload")
+            self._uploads.submit(self.remote.put, action_id, entry, path)
+        return path
+
+    # -- the end ----------------------------------------------------------------------
+
+    def drain(self) -> None:
+        """Wait for every background upload."""
+        if self._uploads is not None:
+            self._uploads.shutdown(wait=True)
+            self._uploads = None
+
+    def refresh_served(self) -> None:
+        """Push out the Redis TTL of what this run served (locally: at most daily)."""
+        with self._served_lock:
+            served, self._served = self._served, []
+        if self.remote is None or not served:
+            return
+        if self.remote.refresh([(action_id, entry) for action_id, entry, _ in served]):
+            for action_id, _, local in served:
+                if local:
+                    self.local.mark_refreshed(action_id.hex())
+
+    def close(self) -> None:
+        if self.remote is not None:
+            self.remote.close()

@@ -1,0 +1,130 @@
+"""The GOCACHEPROG helper process: wiring a :class:`Config` into a running server."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import sys
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from redis_gocache import wire
+from redis_gocache.config import DEFAULT_BREAKER_COOLDOWN, Config
+from redis_gocache.exceptions import ConfigError, LocalStoreError
+
+if TYPE_CHECKING:
+    from redis_gocache.remote import Remote
+    from redis_gocache.stats import Stats
+
+
+def log(message: str) -> None:
+    """One line on stderr; stdout belongs to the protocol."""
+    sys.stderr.write(f"redis-gocache: {message}\n")
+    sys.stderr.flush()
+
+
+def claim_stdout() -> int:
+    """Take fd 1 for the protocol and point everything else at stderr.
+
+    Returns a private descriptor for protocol answers. Afterwards fd 1 *is* stderr, so a stray
+    ``print`` or a C library writing to stdout can never corrupt the stream cmd/go reads.
+    """
+    proto = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return proto
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def local_root(config: Config) -> str:
+    """The trust level's own directory: entries a read-only (untrusted) job wrote locally are
+    never served to a trusted helper, which does not re-verify local hits."""
+    return os.path.join(config.cache_dir, "v1-readonly" if config.read_only else "v1")
+
+
+def _quit(signum: int, frame: FrameType | None) -> None:
+    # cmd/go was interrupted too. Everything on disk is complete or in tmp/, and half an upload
+    # is a temporary key that expires: leave at once, quietly.
+    os._exit(0)
+
+
+def run_helper(config: Config) -> int:
+    """Serve cmd/go on stdin/stdout until close or EOF; returns the exit status."""
+    proto_fd = claim_stdout()
+    try:
+        write_all(proto_fd, wire.CAPABILITIES)
+    except OSError:
+        return 0  # cmd/go is already gone.
+    signal.signal(signal.SIGINT, _quit)
+    signal.signal(signal.SIGTERM, _quit)
+
+    from redis_gocache.cache import Cache
+    from redis_gocache.server import Server
+    from redis_gocache.stats import Stats
+    from redis_gocache.store.disk import DiskStore
+
+    stats = Stats()
+    try:
+        os.makedirs(config.cache_dir, mode=0o700, exist_ok=True)
+        local = DiskStore(local_root(config)).open()
+    except (OSError, LocalStoreError) as exc:
+        log(f"cannot use the local cache directory: {exc}")
+        return 1
+    try:
+        remote = _make_remote(config, stats)
+    except ConfigError as exc:
+        log(str(exc))
+        remote = None
+    cache = Cache(local, remote, stats)
+
+    def report() -> None:
+        if config.verbose:
+            sys.stderr.write(stats.summary_line() + "\n")
+            sys.stderr.flush()
+
+    server = Server(cache, in_fd=0, out_fd=proto_fd, stats=stats, log=log,
+                    workers=config.workers, on_drained=report)
+    status = server.serve()
+    # cmd/go has its answers and its stdout is closed; the rest is housekeeping.
+    cache.refresh_served()
+    cache.close()
+    if config.stats_file:
+        try:
+            stats.append_json(config.stats_file)
+        except OSError as exc:
+            log(f"cannot write the stats file: {exc}")
+    return status
+
+
+def _make_remote(config: Config, stats: Stats) -> Remote | None:
+    if not config.redis_url:
+        log(f"no REDIS_URL configured; caching on local disk only ({config.cache_dir})")
+        return None
+    from redis_gocache.remote import Breaker, Remote
+    from redis_gocache.store.redis import RedisStore, redact_url
+
+    store = RedisStore(
+        config.redis_url,
+        prefix=config.prefix,
+        ttl=config.ttl,
+        inline_max=config.inline_max,
+        timeout=config.timeout,
+        retries=config.retries,
+        max_connections=config.workers + 2,
+        password=config.password,
+        tls_ca=config.tls_ca,
+        tls_cert=config.tls_cert,
+        tls_key=config.tls_key,
+    )
+    describe = redact_url(config.redis_url)
+    # One breaker per server and prefix; the name must not leak the password into the disk.
+    tag = hashlib.sha256(f"{describe} {config.prefix}".encode()).hexdigest()[:16]
+    breaker = Breaker(os.path.join(config.cache_dir, f"breaker-{tag}"), DEFAULT_BREAKER_COOLDOWN)
+    return Remote(store, stats=stats, log=log, describe=describe,
+                  read_only=config.read_only, breaker=breaker)

@@ -1,0 +1,182 @@
+"""Keeping Redis trouble away from the build: a guard around the remote store.
+
+Every remote call goes through :class:`Remote`, which turns failures into misses and skipped
+uploads, says so once on stderr, and stops calling a Redis that is down. Because every ``go``
+command starts a new helper, the decision "Redis is down" is also written to a small breaker
+file in the local directory: the next helper skips Redis at once instead of paying the
+timeout again, until the cool-down has passed.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from redis_gocache.exceptions import (
+    PermissionDenied,
+    RejectedEntry,
+    RemoteError,
+    RemoteOutOfMemory,
+    RemoteUnavailable,
+)
+from redis_gocache.stats import Stats
+from redis_gocache.store.base import Entry, RemoteStore, Sink
+
+FAILURES_TO_TRIP = 3
+"""Consecutive command errors (not outages: those trip at once) before Redis is switched off."""
+
+
+class Breaker:
+    """The cross-process memory of a Redis outage: a file holding the time until which
+    helpers should not try Redis."""
+
+    def __init__(self, path: str, cooldown: float) -> None:
+        self.path = path
+        self.cooldown = cooldown
+
+    def open_until(self) -> float:
+        """The epoch time until which Redis is to be skipped; 0 when it is not."""
+        try:
+            with open(self.path, encoding="ascii") as f:
+                return float(f.read().strip() or 0)
+        except (OSError, ValueError):
+            return 0.0
+
+    def trip(self) -> None:
+        tmp = f"{self.path}.{os.getpid()}.tmp"
+        try:
+            with open(tmp, "w", encoding="ascii") as f:
+                f.write(f"{time.time() + self.cooldown:.3f}\n")
+            os.replace(tmp, self.path)
+        except OSError:
+            pass  # Without the file the next helper pays one timeout: acceptable.
+
+    def reset(self) -> None:
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+
+
+class Remote:
+    """A :class:`RemoteStore` that never raises: failures become misses, counted and told once.
+
+    ``readable`` goes false when Redis is down; ``writable`` also goes false when Redis is full,
+    refuses writes (ACL ``NOPERM``: then quietly, since that is how a reader user is meant to
+    work), or the helper runs read-only.
+    """
+
+    def __init__(
+        self,
+        store: RemoteStore,
+        *,
+        stats: Stats,
+        log: Callable[[str], None],
+        describe: str,
+        read_only: bool = False,
+        breaker: Breaker | None = None,
+    ) -> None:
+        self.store = store
+        self.stats = stats
+        self._log = log
+        self._describe = describe
+        self._breaker = breaker
+        self._lock = threading.Lock()
+        self._failures = 0
+        self._breaker_was_set = False
+        self.readable = True
+        self.writable = not read_only
+        if breaker is not None:
+            until = breaker.open_until()
+            if until > time.time():
+                self.readable = self.writable = False
+                when = time.strftime("%H:%M:%S", time.localtime(until))
+                log(f"Redis at {describe} failed recently; not using it until {when} "
+                    f"(remove {breaker.path} to retry now)")
+            elif until:
+                self._breaker_was_set = True
+
+    def _ok(self) -> None:
+        if self._failures or self._breaker_was_set:
+            with self._lock:
+                self._failures = 0
+                if self._breaker_was_set and self._breaker is not None:
+                    self._breaker.reset()
+                self._breaker_was_set = False
+
+    def _failed(self, exc: RemoteError, writing: bool) -> None:
+        with self._lock:
+            if isinstance(exc, PermissionDenied) and writing:
+                self.writable = False  # A reader user: expected, so quiet.
+                return
+            if isinstance(exc, RemoteOutOfMemory) and writing:
+                if self.writable:
+                    self.writable = False
+                    self._log(f"Redis at {self._describe} is full ({exc}); "
+                              "not storing new entries this run")
+                return
+            self._failures += 1
+            if not isinstance(exc, RemoteUnavailable) and self._failures < FAILURES_TO_TRIP:
+                return
+            if self.readable:
+                self.readable = self.writable = False
+                self._log(f"Redis at {self._describe} is unavailable ({exc}); "
+                          "continuing with the local cache only")
+                if self._breaker is not None:
+                    self._breaker.trip()
+
+    def get(self, action_id: bytes, sink: Sink) -> Entry | None:
+        """The remote entry (body streamed into ``sink``), or ``None`` for any kind of miss.
+        A rejected entry raises :class:`RejectedEntry` so the caller can discard the body."""
+        if not self.readable:
+            return None
+        start = time.perf_counter()
+        try:
+            entry = self.store.get(action_id, sink)
+        except RejectedEntry:
+            self._ok()
+            raise
+        except RemoteError as exc:
+            self.stats.add(get_errors=1)
+            self._failed(exc, writing=False)
+            return None
+        finally:
+            self.stats.add(remote_wait_seconds=time.perf_counter() - start)
+        self._ok()
+        return entry
+
+    def put(self, action_id: bytes, entry: Entry, path: str) -> None:
+        if not self.writable:
+            return
+        start = time.perf_counter()
+        try:
+            self.store.put(action_id, entry, path)
+        except RemoteError as exc:
+            self.stats.add(upload_errors=1)
+            self._failed(exc, writing=True)
+            return
+        except OSError:
+            # The local file went away (a trim, a rm -rf): nothing to upload.
+            self.stats.add(upload_errors=1)
+            return
+        finally:
+            self.stats.add(remote_wait_seconds=time.perf_counter() - start)
+        self._ok()
+        self.stats.add(uploads=1, upload_bytes=entry.size)
+
+    def refresh(self, items: Sequence[tuple[bytes, Entry]]) -> bool:
+        """Push out the TTLs of entries served this run; True if Redis took it."""
+        if not items or not self.writable:
+            return False
+        try:
+            self.store.refresh(items)
+        except RemoteError as exc:
+            self._failed(exc, writing=True)
+            return False
+        self.stats.add(refreshed=len(items))
+        return True
+
+    def close(self) -> None:
+        self.store.close()

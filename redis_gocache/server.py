@@ -1,0 +1,209 @@
+"""The request loop: read requests, answer them, in any order, without ever blocking a local
+hit behind Redis.
+
+Threads:
+
+* the reader (the main thread) parses requests, streams put bodies to local disk, and answers
+  local hits and puts itself: these need no network, and handing them to another thread would
+  cost more than doing them;
+* a bounded pool of get workers serves local misses from Redis;
+* the cache's uploaders send puts to Redis in the background.
+
+Every answer is written whole under one lock. When the input ends (``close``, or EOF, which
+is how ``go list -export`` leaves), the server finishes pending gets and uploads, answers
+``close``, closes its stdout so cmd/go can go on, and only then does best-effort work
+(refreshing TTLs).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from redis_gocache import wire
+from redis_gocache.cache import Cache
+from redis_gocache.exceptions import FatalProtocolError, LocalStoreError
+from redis_gocache.stats import Stats
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
+
+def _discard(_: bytes) -> None:
+    pass
+
+
+class Server:
+    """Serves one cmd/go over a pair of file descriptors."""
+
+    def __init__(
+        self,
+        cache: Cache,
+        *,
+        in_fd: int,
+        out_fd: int,
+        stats: Stats,
+        log: Callable[[str], None],
+        workers: int,
+        on_drained: Callable[[], None] | None = None,
+    ) -> None:
+        self.cache = cache
+        self.stats = stats
+        self._log = log
+        self._input = wire.InputStream(in_fd)
+        self._out_fd = out_fd
+        self._write_lock = threading.Lock()
+        self._broken = False
+        self._workers = workers
+        self._on_drained = on_drained
+        self._pool: ThreadPoolExecutor | None = None
+        # Bounds the gets queued for Redis, so a flood of requests cannot grow memory.
+        self._slots = threading.BoundedSemaphore(workers * 4)
+
+    # -- output -----------------------------------------------------------------------
+
+    def send(self, data: bytes) -> None:
+        """Write one whole answer; after a broken pipe, drop answers quietly."""
+        with self._write_lock:
+            if self._broken:
+                return
+            view = memoryview(data)
+            try:
+                while view:
+                    view = view[os.write(self._out_fd, view):]
+            except OSError:
+                # cmd/go is gone (EPIPE) or its pipe broke: nobody is listening any more.
+                self._broken = True
+
+    # -- the loop ---------------------------------------------------------------------
+
+    def serve(self) -> int:
+        """Run until close or end of input; returns the exit status (0, or 2 for garbage)."""
+        status = 0
+        close_id: int | None = None
+        try:
+            while True:
+                line = self._input.readline()
+                if line is None:
+                    break
+                req = wire.parse_request(line)
+                if req.command == wire.CMD_CLOSE and req.error is None and not req.body_size:
+                    close_id = req.id
+                    break
+                self._handle(req)
+        except FatalProtocolError as exc:
+            self._log(f"unreadable request, stopping: {exc}")
+            status = 2
+        except OSError as exc:
+            self._log(f"cannot read requests: {exc}")
+        self.finish(close_id)
+        return status
+
+    def _handle(self, req: wire.Request) -> None:
+        if req.error is None and req.body_size and req.command != wire.CMD_PUT:
+            req = wire.Request(req.id, req.command, body_size=req.body_size,
+                               error=f"{req.command} does not take a body")
+        if req.error is not None:
+            if req.body_size:
+                self._input.read_body(req, _discard)
+            if req.command == wire.CMD_GET:
+                self.stats.add(gets=1, get_errors=1)
+            elif req.command == wire.CMD_PUT:
+                self.stats.add(puts=1, put_errors=1)
+            self._log(f"request {req.id}: {req.error}")
+            self.send(wire.error_response(req.id, req.error))
+        elif req.command == wire.CMD_GET:
+            self._get(req)
+        else:
+            self._put(req)
+
+    def _get(self, req: wire.Request) -> None:
+        self.stats.add(gets=1)
+        hit = self.cache.get_local(req.action_id)
+        if hit is not None:
+            entry, path = hit
+            self.send(wire.hit_response(req.id, entry.output_id, entry.size, entry.time_ns, path))
+        elif self.cache.remote_readable:
+            self._slots.acquire()
+            try:
+                self._get_pool().submit(self._get_remote, req)
+            except BaseException:
+                self._slots.release()
+                raise
+        else:
+            self.stats.add(misses=1)
+            self.send(wire.miss_response(req.id))
+
+    def _get_pool(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="get")
+        return self._pool
+
+    def _get_remote(self, req: wire.Request) -> None:
+        try:
+            hit = self.cache.get_remote(req.action_id)
+        except Exception as exc:  # noqa: BLE001 - a bug here must cost a miss, not the build
+            self._log(f"request {req.id}: internal error, answering miss: {exc!r}")
+            self.stats.add(get_errors=1)
+            hit = None
+        finally:
+            self._slots.release()
+        if hit is None:
+            self.stats.add(misses=1)
+            self.send(wire.miss_response(req.id))
+        else:
+            entry, path = hit
+            self.send(wire.hit_response(req.id, entry.output_id, entry.size, entry.time_ns, path))
+
+    def _put(self, req: wire.Request) -> None:
+        self.stats.add(puts=1)
+        try:
+            writer, tmp = self.cache.begin_put()
+        except LocalStoreError as exc:
+            # Keep the stream in step even though the body has nowhere to go.
+            if req.body_size:
+                self._input.read_body(req, _discard)
+            self._put_failed(req, str(exc))
+            return
+        try:
+            problem = self._input.read_body(req, writer.write) if req.body_size else None
+        finally:
+            os.close(writer.fd)
+        if problem is not None:
+            os.unlink(tmp)
+            self._put_failed(req, problem)
+            return
+        try:
+            path = self.cache.finish_put(req.action_id, req.output_id, writer, tmp)
+        except LocalStoreError as exc:
+            self._put_failed(req, str(exc))
+            return
+        self.send(wire.put_response(req.id, path))
+
+    def _put_failed(self, req: wire.Request, message: str) -> None:
+        self.stats.add(put_errors=1)
+        self._log(f"put {req.id} failed: {message}")
+        self.send(wire.error_response(req.id, message))
+
+    # -- the end ----------------------------------------------------------------------
+
+    def finish(self, close_id: int | None) -> None:
+        """Finish pending gets and uploads, report, answer close, and close stdout so cmd/go
+        can go on. What the caller does after this is best effort."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        self.cache.drain()
+        if self._on_drained is not None:
+            self._on_drained()
+        if close_id is not None:
+            self.send(wire.close_response(close_id))
+        try:
+            os.close(self._out_fd)
+        except OSError:
+            pass
+        sys.stderr.flush()

@@ -1,0 +1,48 @@
+"""What every store agrees on: the entry record and the remote store protocol."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+Sink = Callable[[bytes], object]
+"""Where a remote store streams a body: called with successive pieces, in order."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Entry:
+    """What the cache records for one action: the output's SHA-256, its size, and when it was
+    first put (nanoseconds since the epoch; never refreshed, since cmd/go expires test results
+    by it)."""
+
+    output_id: bytes
+    size: int
+    time_ns: int
+
+
+class RemoteStore(Protocol):
+    """A shared store behind the local directory (Redis, or :class:`MemoryStore` in tests).
+
+    Implementations raise :class:`~redis_gocache.exceptions.RemoteError` when the store
+    cannot be reached or refuses a command, and
+    :class:`~redis_gocache.exceptions.RejectedEntry` for an entry that is malformed. They
+    check sizes; the caller checks the SHA-256 of what was streamed.
+    """
+
+    def get(self, action_id: bytes, sink: Sink) -> Entry | None:
+        """Look ``action_id`` up; on a hit stream the body into ``sink`` and return its entry.
+        ``None`` is a plain miss."""
+        ...
+
+    def put(self, action_id: bytes, entry: Entry, path: str) -> None:
+        """Store ``entry`` for ``action_id``, its body read from the local file ``path``."""
+        ...
+
+    def refresh(self, items: Sequence[tuple[bytes, Entry]]) -> None:
+        """Extend the lifetime of these entries (and their blobs), which were served locally."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...

@@ -1,0 +1,70 @@
+"""An in-memory remote store: the test double for :class:`~redis_gocache.store.redis.RedisStore`.
+
+It follows the same record rules (inline bodies up to ``inline_max``, shared blobs above it,
+sizes checked) so the server can be tested without Redis, and it can be told to fail like a
+Redis that is down.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+from redis_gocache.exceptions import RejectedEntry, RemoteError
+from redis_gocache.store.base import Entry, Sink
+
+
+class MemoryStore:
+    """A :class:`~redis_gocache.store.base.RemoteStore` in a dict.
+
+    ``records`` maps action ids to ``(entry, inline body or None)``; ``blobs`` maps output ids
+    to bodies. Set ``fail`` to an exception to make every call raise it.
+    """
+
+    def __init__(self, inline_max: int = 128 * 1024) -> None:
+        self.inline_max = inline_max
+        self.records: dict[bytes, tuple[Entry, bytes | None]] = {}
+        self.blobs: dict[bytes, bytes] = {}
+        self.refreshed: list[bytes] = []
+        self.fail: RemoteError | None = None
+        self._lock = threading.Lock()
+
+    def _check(self) -> None:
+        if self.fail is not None:
+            raise self.fail
+
+    def get(self, action_id: bytes, sink: Sink) -> Entry | None:
+        self._check()
+        with self._lock:
+            record = self.records.get(action_id)
+            if record is None:
+                return None
+            entry, body = record
+            if body is None:
+                body = self.blobs.get(entry.output_id)
+                if body is None:
+                    raise RejectedEntry("missing_blob")
+        if len(body) != entry.size:
+            raise RejectedEntry("truncated")
+        if body:
+            sink(body)
+        return entry
+
+    def put(self, action_id: bytes, entry: Entry, path: str) -> None:
+        self._check()
+        with open(path, "rb") as f:
+            body = f.read()
+        with self._lock:
+            if entry.size <= self.inline_max:
+                self.records[action_id] = (entry, body)
+            else:
+                self.blobs[entry.output_id] = body
+                self.records[action_id] = (entry, None)
+
+    def refresh(self, items: Sequence[tuple[bytes, Entry]]) -> None:
+        self._check()
+        with self._lock:
+            self.refreshed.extend(action_id for action_id, _ in items)
+
+    def close(self) -> None:
+        pass

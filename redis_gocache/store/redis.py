@@ -1,0 +1,325 @@
+"""The Redis store: one hash per action, small outputs inline, large ones in blob keys.
+
+Keys (every one under the configured prefix, default ``gocache:``; see docs/design.md):
+
+* ``a:<action-hex>``: a hash with ``oid`` (output id, hex), ``size``, ``time`` (put time in
+  ns), and either ``body`` (the output, when it is at most ``inline_max`` bytes) or
+  ``ref`` = ``o`` (the output is in the blob key below).
+* ``o:<output-hex>``: a large output, shared by every action that produced it.
+* ``t:<random-hex>``: a large upload in progress, renamed to its ``o:`` key when complete.
+
+TTL rules: every key gets ``ttl`` seconds when written; a put or a refresh that references a
+blob sets the blob's TTL too, so a blob never expires before the newest hash pointing at it
+(it may outlive its hashes; it then expires on its own). Temporary upload keys live
+:data:`UPLOAD_TTL` seconds.
+
+Write order: the blob is complete before the hash that points to it is written, and the hash
+is replaced as a whole (``MULTI``: ``DEL``, ``HSET``, ``EXPIRE``), so a reader sees either the
+old record or the new one, never a mix of two writers' fields.
+
+redis-py is imported when the first command is sent, not before: a helper whose every request
+is a local hit never pays for the import.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from redis_gocache.exceptions import (
+    ConfigError,
+    PermissionDenied,
+    RejectedEntry,
+    RemoteError,
+    RemoteOutOfMemory,
+    RemoteUnavailable,
+)
+from redis_gocache.store.base import Entry, Sink
+from redis_gocache.store.disk import is_hex_id
+
+if TYPE_CHECKING:
+    import redis
+
+STREAM_CHUNK = 4 * 1024 * 1024
+"""Blobs larger than this travel in pieces this size (APPEND on the way in, GETRANGE on the
+way out), so neither side holds a whole large output in memory."""
+
+UPLOAD_TTL = 600
+"""Seconds a half-finished streamed upload may linger before Redis drops it."""
+
+REFRESH_BATCH = 500
+"""Entries per pipelined round trip when refreshing TTLs."""
+
+OUT_OF_MEMORY = "OOM"
+
+
+class RedisStore:
+    """A :class:`~redis_gocache.store.base.RemoteStore` on one Redis server."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str,
+        ttl: int,
+        inline_max: int,
+        timeout: float,
+        retries: int,
+        max_connections: int,
+        password: str | None = None,
+        tls_ca: str | None = None,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
+    ) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.ttl = ttl
+        self.inline_max = inline_max
+        self._conn_kwargs: dict[str, Any] = {
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout,
+            "max_connections": max_connections,
+            "timeout": timeout,  # wait for a free pooled connection
+            "health_check_interval": 0,
+        }
+        if password is not None:
+            self._conn_kwargs["password"] = password
+        if tls_ca:
+            self._conn_kwargs["ssl_ca_certs"] = tls_ca
+        if tls_cert:
+            self._conn_kwargs["ssl_certfile"] = tls_cert
+        if tls_key:
+            self._conn_kwargs["ssl_keyfile"] = tls_key
+        self._retries = retries
+        self._client: redis.Redis | None = None
+        self._lock = threading.Lock()
+
+    # -- connection -------------------------------------------------------------------
+
+    def client(self) -> redis.Redis:
+        """The redis-py client, made (and redis imported) on first use."""
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = self._connect()
+        return self._client
+
+    def _connect(self) -> redis.Redis:
+        import redis
+        from redis.backoff import ExponentialBackoff
+        from redis.retry import Retry
+
+        kwargs = dict(self._conn_kwargs)
+        if not self.url.startswith("rediss://"):
+            for key in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
+                if kwargs.pop(key, None):
+                    raise ConfigError("TLS options need a rediss:// URL")
+        try:
+            pool = redis.BlockingConnectionPool.from_url(
+                self.url,
+                retry=Retry(ExponentialBackoff(cap=0.1, base=0.01), self._retries),
+                **kwargs,
+            )
+        except ValueError as exc:
+            raise ConfigError(f"bad Redis URL {redact_url(self.url)}: {exc}") from None
+        return redis.Redis(connection_pool=pool)
+
+    @contextmanager
+    def _translate(self) -> Iterator[None]:
+        """Turn redis-py's exceptions into ours, here at the edge."""
+        import redis.exceptions as rex
+
+        try:
+            yield
+        except rex.NoPermissionError as exc:
+            raise PermissionDenied(str(exc)) from None
+        except rex.OutOfMemoryError as exc:
+            raise RemoteOutOfMemory(f"Redis is out of memory: {exc}") from None
+        except rex.ReadOnlyError as exc:
+            raise PermissionDenied(f"Redis is a read-only replica: {exc}") from None
+        except rex.ResponseError as exc:
+            text = str(exc)
+            if "NOPERM" in text:
+                raise PermissionDenied(text) from None
+            if OUT_OF_MEMORY in text:
+                raise RemoteOutOfMemory(f"Redis is out of memory: {text}") from None
+            raise RemoteError(f"Redis refused a command: {text}") from None
+        except (rex.ConnectionError, rex.TimeoutError, OSError) as exc:
+            # AuthenticationError is a ConnectionError: wrong credentials are as good as down.
+            raise RemoteUnavailable(f"{type(exc).__name__}: {exc}") from None
+        except rex.RedisError as exc:
+            raise RemoteError(f"{type(exc).__name__}: {exc}") from None
+
+    def _key(self, kind: str, ident: bytes | str) -> str:
+        return f"{self.prefix}{kind}:{ident if isinstance(ident, str) else ident.hex()}"
+
+    # -- reads ------------------------------------------------------------------------
+
+    def get(self, action_id: bytes, sink: Sink) -> Entry | None:
+        with self._translate():
+            client = self.client()
+            raw: dict[bytes, bytes] = client.hgetall(self._key("a", action_id))
+            if not raw:
+                return None
+            entry = parse_record(raw)
+            body = raw.get(b"body")
+            if body is not None:
+                if len(body) != entry.size:
+                    raise RejectedEntry("truncated", "inline body size differs from its record")
+                if body:
+                    sink(body)
+                return entry
+            if raw.get(b"ref") != b"o":
+                raise RejectedEntry("bad_fields", "record has neither body nor blob reference")
+            self._read_blob(client, self._key("o", entry.output_id), entry.size, sink)
+            return entry
+
+    def _read_blob(self, client: redis.Redis, key: str, size: int, sink: Sink) -> None:
+        if size <= STREAM_CHUNK:
+            data = client.get(key)
+            if data is None:
+                raise RejectedEntry("missing_blob", "blob is gone")
+            if len(data) != size:
+                raise RejectedEntry("truncated", "blob size differs from its record")
+            if data:
+                sink(data)
+            return
+        offset = 0
+        while offset < size:
+            piece = client.getrange(key, offset, min(offset + STREAM_CHUNK, size) - 1)
+            if not piece:
+                raise RejectedEntry("missing_blob" if offset == 0 else "truncated",
+                                    "blob is gone or shorter than its record")
+            sink(piece)
+            offset += len(piece)
+        if client.strlen(key) != size:
+            raise RejectedEntry("truncated", "blob size differs from its record")
+
+    # -- writes -----------------------------------------------------------------------
+
+    def put(self, action_id: bytes, entry: Entry, path: str) -> None:
+        akey = self._key("a", action_id)
+        fields: dict[str, bytes | str | int] = {
+            "oid": entry.output_id.hex(),
+            "size": entry.size,
+            "time": entry.time_ns,
+        }
+        with self._translate():
+            client = self.client()
+            if entry.size <= self.inline_max:
+                fields["body"] = _read_file(path) if entry.size else b""
+                pipe = client.pipeline(transaction=True)
+                self._write_record(pipe, akey, fields)
+                pipe.execute()
+                return
+            fields["ref"] = "o"
+            okey = self._key("o", entry.output_id)
+            if entry.size <= STREAM_CHUNK:
+                # One round trip: the blob, then the record, in one MULTI.
+                pipe = client.pipeline(transaction=True)
+                pipe.set(okey, _read_file(path), ex=self.ttl)
+                self._write_record(pipe, akey, fields)
+                pipe.execute()
+                return
+            # A large blob that is already stored (same output from another action, or another
+            # runner) only needs its TTL pushed out; EXPIRE answers whether it exists.
+            if not client.expire(okey, self.ttl):
+                self._upload(client, okey, path, entry.size)
+            pipe = client.pipeline(transaction=True)
+            pipe.expire(okey, self.ttl)
+            self._write_record(pipe, akey, fields)
+            pipe.execute()
+
+    def _write_record(self, pipe: Any, akey: str, fields: dict[str, bytes | str | int]) -> None:
+        pipe.delete(akey)
+        pipe.hset(akey, mapping=fields)
+        pipe.expire(akey, self.ttl)
+
+    def _upload(self, client: redis.Redis, okey: str, path: str, size: int) -> None:
+        tkey = self._key("t", os.urandom(16))
+        with open(path, "rb") as f:
+            first = True
+            while True:
+                piece = f.read(STREAM_CHUNK)
+                if not piece:
+                    break
+                if first:
+                    client.set(tkey, piece, ex=UPLOAD_TTL)
+                    first = False
+                else:
+                    client.append(tkey, piece)
+        if client.strlen(tkey) != size:
+            client.delete(tkey)
+            raise RemoteError("streamed upload came out the wrong size")
+        pipe = client.pipeline(transaction=True)
+        pipe.rename(tkey, okey)
+        pipe.expire(okey, self.ttl)
+        pipe.execute()
+
+    def refresh(self, items: Sequence[tuple[bytes, Entry]]) -> None:
+        with self._translate():
+            client = self.client()
+            for start in range(0, len(items), REFRESH_BATCH):
+                pipe = client.pipeline(transaction=False)
+                for action_id, entry in items[start:start + REFRESH_BATCH]:
+                    pipe.expire(self._key("a", action_id), self.ttl)
+                    if entry.size > self.inline_max:
+                        pipe.expire(self._key("o", entry.output_id), self.ttl)
+                pipe.execute()
+
+    def ping(self) -> float:
+        """Round-trip time of one PING, in seconds."""
+        import time
+
+        with self._translate():
+            client = self.client()
+            start = time.perf_counter()
+            client.ping()
+            return time.perf_counter() - start
+
+    def close(self) -> None:
+        if self._client is not None:
+            try:
+                self._client.connection_pool.disconnect()
+            except Exception:  # noqa: BLE001 - closing sockets must not fail an exit
+                pass
+
+
+def parse_record(raw: dict[bytes, bytes]) -> Entry:
+    """The :class:`Entry` of an action hash; :class:`RejectedEntry` if a field is bad."""
+    try:
+        oid = raw[b"oid"].decode("ascii")
+        size = int(raw[b"size"])
+        time_ns = int(raw[b"time"])
+    except KeyError:
+        raise RejectedEntry("bad_fields", "record lacks oid, size or time") from None
+    except (UnicodeDecodeError, ValueError):
+        raise RejectedEntry("bad_fields", "record has a garbled oid, size or time") from None
+    if not is_hex_id(oid):
+        raise RejectedEntry("bad_fields", "record's output id is not 32 bytes of hex")
+    if size < 0 or time_ns <= 0:
+        raise RejectedEntry("bad_fields", "record's size or time is out of range")
+    return Entry(bytes.fromhex(oid), size, time_ns)
+
+
+def _read_file(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``, for messages."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    auth, at, host = rest.rpartition("@")
+    if not at:
+        return url
+    user, colon, _ = auth.partition(":")
+    return f"{scheme}://{user}{':***' if colon else ''}@{host}"
+
+
+__all__ = ["RedisStore", "parse_record", "redact_url"]

@@ -1,0 +1,314 @@
+"""The GOCACHEPROG wire format: requests in, responses out. No storage here.
+
+cmd/go (``src/cmd/go/internal/cache/prog.go``) writes each request as one JSON object on
+its own line, then an empty line. A ``put`` whose ``BodySize`` is above zero is followed by
+one more line: the body as a base64 JSON string (``"...."``). Byte fields (``ActionID``,
+``OutputID``) are base64 in JSON, as Go's encoding/json writes ``[]byte``.
+
+The helper answers each request with one JSON line carrying the request's ``ID``; answers
+may come in any order. The very first line, ID 0, lists the commands the helper knows.
+
+How cmd/go reacts to an answer decides what we may send:
+
+* ``Err`` on a ``put`` or on ``close`` fails the user's build, so it is kept for requests
+  that are themselves broken, and for a put whose body cannot be written to local disk.
+* A ``get`` that cannot be served is a ``Miss``, never an ``Err``.
+* ``Time`` must parse as RFC 3339; cmd/go uses it to expire test results, so it is always the
+  time of the original put, in UTC with a ``Z``.
+* ``Size`` must equal the size of the file at ``DiskPath``; cmd/go checks.
+"""
+
+from __future__ import annotations
+
+import binascii
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Callable
+
+from redis_gocache.exceptions import FatalProtocolError, ProtocolError
+
+CAPABILITIES = b'{"ID":0,"KnownCommands":["get","put","close"]}\n'
+"""The ID-0 response, written before anything else happens."""
+
+CMD_GET = "get"
+CMD_PUT = "put"
+CMD_CLOSE = "close"
+
+ID_SIZE = 32
+"""Bytes in an ActionID or OutputID (SHA-256)."""
+
+MAX_LINE = 64 * 1024
+"""Longest request line accepted. Real requests are about 200 bytes; a longer line is garbage,
+and refusing it bounds the memory one bad client can make us hold."""
+
+MAX_BODY = 1 << 40
+"""Largest BodySize accepted (1 TiB): a sanity bound, not a real limit."""
+
+_READ_CHUNK = 1 << 20
+"""Bytes asked of stdin at a time; base64 bodies are decoded in pieces this size."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Request:
+    """One request from cmd/go.
+
+    ``error`` is set when the request is malformed but its ``id`` is known: the server
+    answers it with ``Err`` (after consuming any body) and carries on.
+    """
+
+    id: int
+    command: str
+    action_id: bytes = b""
+    output_id: bytes = b""
+    body_size: int = 0
+    error: str | None = None
+
+
+def _b64_field(obj: dict[str, object], name: str) -> bytes | None:
+    value = obj.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{name} is not a base64 string")
+    try:
+        return binascii.a2b_base64(value, strict_mode=True)
+    except binascii.Error:
+        raise ValueError(f"{name} is not valid base64") from None
+
+
+def parse_request(line: bytes) -> Request:
+    """Parse one request line.
+
+    Raises :class:`FatalProtocolError` when the line has no usable ``ID`` (then nobody can be
+    answered); otherwise returns a :class:`Request`, with ``error`` set if it is malformed.
+    """
+    try:
+        obj = json.loads(line)
+    except (ValueError, UnicodeDecodeError):
+        raise FatalProtocolError(f"request is not JSON: {_preview(line)}") from None
+    if not isinstance(obj, dict):
+        raise FatalProtocolError(f"request is not a JSON object: {_preview(line)}")
+    req_id = obj.get("ID")
+    if not isinstance(req_id, int) or isinstance(req_id, bool) or req_id < 0:
+        raise FatalProtocolError(f"request has no valid ID: {_preview(line)}")
+
+    body_size = obj.get("BodySize", 0)
+    if body_size is None:
+        body_size = 0
+    if not isinstance(body_size, int) or isinstance(body_size, bool) or not (
+        0 <= body_size <= MAX_BODY
+    ):
+        # Without a trustworthy size we cannot tell where the body ends: give up on the stream.
+        raise FatalProtocolError(f"request {req_id} has an invalid BodySize: {body_size!r}")
+
+    command = obj.get("Command")
+    if not isinstance(command, str):
+        return Request(req_id, "", body_size=body_size, error="request has no Command")
+    try:
+        action_id = _b64_field(obj, "ActionID")
+        output_id = _b64_field(obj, "OutputID")
+        object_id = _b64_field(obj, "ObjectID")  # Go 1.21-1.23 spelled OutputID this way.
+    except ValueError as exc:
+        return Request(req_id, command, body_size=body_size, error=str(exc))
+
+    if output_id is not None and object_id is not None and output_id != object_id:
+        return Request(req_id, command, body_size=body_size,
+                       error="OutputID and ObjectID differ")
+    output_id = output_id if output_id is not None else object_id
+
+    error = None
+    if command in (CMD_GET, CMD_PUT):
+        if action_id is None or len(action_id) != ID_SIZE:
+            error = f"ActionID must be {ID_SIZE} bytes"
+        elif command == CMD_PUT and (output_id is None or len(output_id) != ID_SIZE):
+            error = f"OutputID must be {ID_SIZE} bytes"
+    elif command != CMD_CLOSE:
+        error = f"unknown command {command!r}"
+    return Request(req_id, command, action_id or b"", output_id or b"", body_size, error)
+
+
+def _preview(line: bytes, limit: int = 80) -> str:
+    text = line[:limit].decode("utf-8", "replace")
+    return repr(text) + ("..." if len(line) > limit else "")
+
+
+def encoded_body_length(size: int) -> int:
+    """Characters of standard padded base64 for ``size`` bytes."""
+    return 4 * ((size + 2) // 3)
+
+
+class InputStream:
+    """Buffered reads of the request stream from a file descriptor.
+
+    Request lines are read whole (they are small); bodies are streamed and decoded in
+    pieces, so a 256 MiB body never exists as one Python object.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._buf = b""
+        self._pos = 0
+
+    def _fill(self) -> bool:
+        data = os.read(self._fd, _READ_CHUNK)
+        if not data:
+            return False
+        if self._pos < len(self._buf):
+            self._buf = self._buf[self._pos:] + data
+        else:
+            self._buf = data
+        self._pos = 0
+        return True
+
+    def readline(self) -> bytes | None:
+        """The next non-blank line without its newline, or ``None`` at end of input."""
+        while True:
+            nl = self._buf.find(b"\n", self._pos)
+            if nl >= 0:
+                line = self._buf[self._pos:nl]
+                self._pos = nl + 1
+                if line.strip():
+                    return line
+                continue
+            if len(self._buf) - self._pos > MAX_LINE:
+                raise FatalProtocolError(f"request line longer than {MAX_LINE} bytes")
+            if not self._fill():
+                rest = self._buf[self._pos:]
+                self._pos = len(self._buf)
+                return rest if rest.strip() else None
+
+    def _skip_blank(self) -> None:
+        while True:
+            while self._pos < len(self._buf) and self._buf[self._pos] in b"\r\n \t":
+                self._pos += 1
+            if self._pos < len(self._buf) or not self._fill():
+                return
+
+    def _skip_line(self) -> None:
+        """Drop input up to and including the next newline (to resynchronise after a bad body)."""
+        while True:
+            nl = self._buf.find(b"\n", self._pos)
+            if nl >= 0:
+                self._pos = nl + 1
+                return
+            self._pos = len(self._buf)
+            if not self._fill():
+                return
+
+    def read_body(self, req: Request, sink: Callable[[bytes], object]) -> str | None:
+        """Stream the body of ``req`` (``BodySize`` > 0) into ``sink``, decoded.
+
+        Returns ``None`` when exactly ``BodySize`` bytes were decoded, else a message saying
+        what was wrong; either way the body line has been consumed, so the next request can
+        be read. Raises :class:`FatalProtocolError` if the input ends inside the body.
+        """
+        self._skip_blank()
+        if self._pos >= len(self._buf):
+            raise FatalProtocolError(f"input ended before the body of request {req.id}")
+        if self._buf[self._pos:self._pos + 1] != b'"':
+            self._skip_line()
+            return "body is not a JSON string"
+        self._pos += 1
+        remaining = encoded_body_length(req.body_size)
+        carry = b""
+        decoded = 0
+        while remaining > 0:
+            if self._pos >= len(self._buf) and not self._fill():
+                raise FatalProtocolError(f"input ended inside the body of request {req.id}")
+            piece = self._buf[self._pos:self._pos + remaining]
+            stop = _first_of(piece, b'"', b"\n")
+            if stop >= 0:
+                self._pos += stop
+                self._skip_line()
+                return f"body is shorter than BodySize {req.body_size}"
+            self._pos += len(piece)
+            remaining -= len(piece)
+            data = carry + piece if carry else piece
+            usable = len(data) - len(data) % 4
+            carry = data[usable:]
+            try:
+                chunk = binascii.a2b_base64(data[:usable], strict_mode=True)
+            except binascii.Error:
+                self._skip_line()
+                return "body is not valid base64"
+            decoded += len(chunk)
+            if chunk:
+                sink(chunk)
+        if self._pos >= len(self._buf) and not self._fill():
+            raise FatalProtocolError(f"input ended inside the body of request {req.id}")
+        closing = self._buf[self._pos:self._pos + 1]
+        self._skip_line()
+        if closing != b'"':
+            return f"body is longer than BodySize {req.body_size}"
+        if decoded != req.body_size:
+            return f"body decodes to {decoded} bytes, not BodySize {req.body_size}"
+        return None
+
+
+def _first_of(data: bytes, a: bytes, b: bytes) -> int:
+    i, j = data.find(a), data.find(b)
+    if i < 0:
+        return j
+    if j < 0:
+        return i
+    return min(i, j)
+
+
+def format_time(ns: int) -> str:
+    """RFC 3339 with nanoseconds, always UTC with ``Z`` (what Go's time.Time parses)."""
+    secs, frac = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{frac:09d}Z"
+
+
+def _b64(data: bytes) -> str:
+    return binascii.b2a_base64(data, newline=False).decode("ascii")
+
+
+def hit_response(req_id: int, output_id: bytes, size: int, time_ns: int, disk_path: str) -> bytes:
+    """The answer to a ``get`` that found its action."""
+    return (
+        f'{{"ID":{req_id},"OutputID":"{_b64(output_id)}","Size":{size},'
+        f'"Time":"{format_time(time_ns)}","DiskPath":{json.dumps(disk_path)}}}\n'
+    ).encode()
+
+
+def miss_response(req_id: int) -> bytes:
+    """The answer to a ``get`` that cannot be served."""
+    return f'{{"ID":{req_id},"Miss":true}}\n'.encode()
+
+
+def put_response(req_id: int, disk_path: str) -> bytes:
+    """The answer to a ``put`` whose body is on local disk."""
+    return f'{{"ID":{req_id},"DiskPath":{json.dumps(disk_path)}}}\n'.encode()
+
+
+def close_response(req_id: int) -> bytes:
+    """The answer to ``close``."""
+    return f'{{"ID":{req_id}}}\n'.encode()
+
+
+def error_response(req_id: int, message: str) -> bytes:
+    """An ``Err`` answer. Never for Redis trouble: cmd/go fails the build on it."""
+    return (json.dumps({"ID": req_id, "Err": message}, separators=(",", ":")) + "\n").encode()
+
+
+__all__ = [
+    "CAPABILITIES",
+    "CMD_CLOSE",
+    "CMD_GET",
+    "CMD_PUT",
+    "ID_SIZE",
+    "InputStream",
+    "ProtocolError",
+    "Request",
+    "close_response",
+    "encoded_body_length",
+    "error_response",
+    "format_time",
+    "hit_response",
+    "miss_response",
+    "parse_request",
+    "put_response",
+]
