@@ -32,22 +32,15 @@ _EXPORTS = {
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:
-    from redis_gocache.cache import Cache
-    from redis_gocache.config import Config
-    from redis_gocache.exceptions import (
-        ConfigError,
-        GoCacheError,
-        LocalStoreError,
-        ProtocolError,
-        RejectedEntry,
-        RemoteError,
-    )
-    from redis_gocache.server import Server
-    from redis_gocache.stats import Stats
-    from redis_gocache.store.base import Entry, RemoteStore
-    from redis_gocache.store.disk import DiskStore
-    from redis_gocache.store.memory import MemoryStore
-    from redis_gocache.store.redis import RedisStore
+    from redis_gocache.cache import Cache as Cache
+    from redis_gocache.config import Config as Config
+    from redis_gocache.server import Server as Server
+    from redis_gocache.stats import Stats as Stats
+    from redis_gocache.store.base import Entry as Entry
+    from redis_gocache.store.base import RemoteStore as RemoteStore
+    from redis_gocache.store.disk import DiskStore as DiskStore
+    from redis_gocache.store.memory import MemoryStore as MemoryStore
+    from redis_gocache.store.redis import RedisStore as RedisStore
 
 
 def __getattr__(name: str) -> Any:

@@ -53,13 +53,14 @@ def helper_options(func: F) -> F:
     return func
 
 
-def _click_type(opt: _config.Option) -> click.ParamType:
+def _click_type(opt: _config.Option) -> Any:
     import click
 
-    parse = opt.parse
-    assert parse is not None
+    if opt.parse is None:
+        raise TypeError(f"{opt.name} is a flag, not a value")
+    parse: Callable[[str], Any] = opt.parse
 
-    class _Parsed(click.ParamType):
+    class _Parsed(click.ParamType):  # type: ignore[type-arg,unused-ignore]
         name = opt.metavar.lower() or "value"
 
         def convert(self, value: Any, param: Any, ctx: Any) -> Any:
@@ -96,7 +97,7 @@ def build_cli() -> click.Group:
     @click.version_option(__version__, "-V", "--version", prog_name="redis-gocache")
     @helper_options
     @click.pass_context
-    def cli(ctx: click.Context, **values: Any) -> None:
+    def cli(ctx: click.Context, /, **values: Any) -> None:
         """Share Go's build cache through Redis.
 
         With no command, run as the GOCACHEPROG helper that the go command starts:

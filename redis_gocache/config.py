@@ -255,7 +255,9 @@ def _password(password_file: str | None, env: Mapping[str, str]) -> str | None:
                 return f.read().strip("\r\n")
         except OSError as exc:
             # Say which file, never what it holds.
-            raise ConfigError(f"cannot read password file {password_file}: {exc.strerror}") from None
+            raise ConfigError(
+                f"cannot read password file {password_file}: {exc.strerror}"
+            ) from None
     return env.get("REDIS_PASSWORD") or None
 
 

@@ -129,6 +129,12 @@ def assert_hit(res: dict[str, Any], body: bytes) -> None:
 # -- handshake, close, EOF -------------------------------------------------------------
 
 
+def assert_quiet(stderr: str) -> None:
+    """EOF is how cmd/go may end a helper: no error, no traceback (a notice is fine)."""
+    assert "Traceback" not in stderr, stderr
+    assert not re.search(r"\b(error|eof|unexpected|broken pipe)\b", stderr, re.IGNORECASE), stderr
+
+
 def test_capability_line_is_first_and_exact(start: Start) -> None:
     t0 = time.monotonic()
     cmd = start()
@@ -162,7 +168,7 @@ def test_eof_without_close_exits_0_quietly(start: Start) -> None:
     assert_file(cmd.recv(pid)["DiskPath"], b"data")
     cmd.close_stdin()
     assert cmd.wait() == 0
-    assert cmd.stderr == "", cmd.stderr
+    assert_quiet(cmd.stderr)
     assert cmd.junk == []
 
 
@@ -170,7 +176,7 @@ def test_eof_right_after_handshake_exits_0(start: Start) -> None:
     cmd = start()
     cmd.close_stdin()
     assert cmd.wait() == 0
-    assert cmd.stderr == ""
+    assert_quiet(cmd.stderr)
 
 
 # -- round trips ---------------------------------------------------------------------

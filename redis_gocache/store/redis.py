@@ -27,7 +27,7 @@ import os
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from redis_gocache.exceptions import (
     ConfigError,
@@ -161,7 +161,7 @@ class RedisStore:
     def get(self, action_id: bytes, sink: Sink) -> Entry | None:
         with self._translate():
             client = self.client()
-            raw: dict[bytes, bytes] = client.hgetall(self._key("a", action_id))
+            raw = cast(dict[bytes, bytes], client.hgetall(self._key("a", action_id)))
             if not raw:
                 return None
             entry = parse_record(raw)
@@ -179,7 +179,7 @@ class RedisStore:
 
     def _read_blob(self, client: redis.Redis, key: str, size: int, sink: Sink) -> None:
         if size <= STREAM_CHUNK:
-            data = client.get(key)
+            data = cast(bytes | None, client.get(key))
             if data is None:
                 raise RejectedEntry("missing_blob", "blob is gone")
             if len(data) != size:
@@ -189,7 +189,7 @@ class RedisStore:
             return
         offset = 0
         while offset < size:
-            piece = client.getrange(key, offset, min(offset + STREAM_CHUNK, size) - 1)
+            piece = cast(bytes, client.getrange(key, offset, min(offset + STREAM_CHUNK, size) - 1))
             if not piece:
                 raise RejectedEntry("missing_blob" if offset == 0 else "truncated",
                                     "blob is gone or shorter than its record")
