@@ -82,7 +82,9 @@ class DiskStore:
     def open(self) -> DiskStore:
         """Create the directory (mode 0700) if needed."""
         try:
-            os.makedirs(self.tmp_dir, mode=0o700, exist_ok=True)
+            # makedirs applies its mode to the last component only: make each level ourselves.
+            for path in (self.root, self.tmp_dir, *(os.path.join(self.root, d) for d in "ao")):
+                os.makedirs(path, mode=0o700, exist_ok=True)
         except OSError as exc:
             raise LocalStoreError(f"cannot create cache directory {self.root}: {exc}") from None
         return self

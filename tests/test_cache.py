@@ -1,0 +1,144 @@
+"""The cache: local directory first, remote second, and every check between them."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import time
+from pathlib import Path
+
+import pytest
+
+from redis_gocache.cache import REFRESH_INTERVAL, Cache
+from redis_gocache.exceptions import RemoteUnavailable
+from redis_gocache.remote import Breaker, Remote
+from redis_gocache.stats import Stats
+from redis_gocache.store.base import Entry
+from redis_gocache.store.disk import DiskStore
+from redis_gocache.store.memory import MemoryStore
+
+
+class Setup:
+    def __init__(self, root: Path, memory: MemoryStore | None = None) -> None:
+        self.memory = memory if memory is not None else MemoryStore(inline_max=64)
+        self.stats = Stats()
+        self.logged: list[str] = []
+        self.breaker = Breaker(str(root / "breaker"), cooldown=60)
+        self.remote = Remote(self.memory, stats=self.stats, log=self.logged.append,
+                             describe="mem", breaker=self.breaker)
+        self.local = DiskStore(str(root / "v1")).open()
+        self.cache = Cache(self.local, self.remote, self.stats)
+
+    def put(self, action: bytes, body: bytes, output_id: bytes | None = None) -> str:
+        writer, tmp = self.cache.begin_put()
+        writer.write(body)
+        os.close(writer.fd)
+        path = self.cache.finish_put(action, output_id or hashlib.sha256(body).digest(),
+                                     writer, tmp)
+        self.cache.drain()
+        return path
+
+
+def test_put_materializes_locally_and_uploads(tmp_path: Path) -> None:
+    s = Setup(tmp_path)
+    action, body = os.urandom(32), b"hello" * 100
+    path = s.put(action, body)
+    assert Path(path).read_bytes() == body
+    assert path == s.local.output_path(hashlib.sha256(body).hexdigest())
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    for d in (s.local.root, os.path.dirname(path), os.path.dirname(os.path.dirname(path))):
+        assert stat.S_IMODE(os.stat(d).st_mode) == 0o700, d
+    assert s.memory.records[action][0].output_id == hashlib.sha256(body).digest()
+    hit = s.cache.get_local(action)
+    assert hit is not None and hit[1] == path and hit[0].size == len(body)
+    assert s.stats.uploads == 1 and s.stats.local_hits == 1
+
+
+def test_new_runner_gets_verified_remote_hits(tmp_path: Path) -> None:
+    a = Setup(tmp_path / "a")
+    small, big = os.urandom(32), os.urandom(32)
+    a.put(small, b"tiny")
+    a.put(big, os.urandom(1000))
+    b = Setup(tmp_path / "b", memory=a.memory)
+    assert b.cache.get_local(small) is None
+    for action in (small, big):
+        hit = b.cache.get_remote(action)
+        assert hit is not None
+        entry, path = hit
+        assert hashlib.sha256(Path(path).read_bytes()).digest() == entry.output_id
+        # Once fetched, the next get is local.
+        assert b.cache.get_local(action) is not None
+    assert b.stats.remote_hits == 2 and b.stats.rejected == {}
+
+
+def test_a_remote_body_that_does_not_match_is_rejected(tmp_path: Path) -> None:
+    s = Setup(tmp_path)
+    action = os.urandom(32)
+    good = hashlib.sha256(b"good").digest()
+    s.memory.records[action] = (Entry(good, 4, 1), b"evil")
+    assert s.cache.get_remote(action) is None
+    assert s.stats.rejected == {"hash": 1}
+    assert s.cache.get_local(action) is None
+    assert not os.path.exists(s.local.output_path(good.hex()))
+    assert os.listdir(s.local.tmp_dir) == []  # nothing left behind
+
+
+def test_a_put_whose_body_is_not_its_output_id_is_stored_nowhere(tmp_path: Path) -> None:
+    s = Setup(tmp_path)
+    action = os.urandom(32)
+    path = s.put(action, b"body", output_id=hashlib.sha256(b"other").digest())
+    assert Path(path).read_bytes() == b"body"  # the build still gets its file
+    assert s.memory.records == {} and s.cache.get_local(action) is None
+    assert s.stats.rejected == {"put_hash": 1}
+
+
+def test_redis_down_degrades_once_and_trips_the_breaker(tmp_path: Path) -> None:
+    s = Setup(tmp_path)
+    s.memory.fail = RemoteUnavailable("connection refused")
+    for _ in range(3):
+        assert s.cache.get_remote(os.urandom(32)) is None
+    s.put(os.urandom(32), b"still works")
+    assert len(s.logged) == 1 and "unavailable" in s.logged[0]
+    assert s.stats.get_errors == 1  # later gets never reached the store
+    assert s.breaker.open_until() > time.time()
+    # The next helper skips Redis at once.
+    s2 = Setup(tmp_path, memory=s.memory)
+    assert not s2.remote.readable and "failed recently" in s2.logged[0]
+
+
+def test_local_hits_refresh_remote_ttl_at_most_daily(tmp_path: Path) -> None:
+    s = Setup(tmp_path)
+    action = os.urandom(32)
+    s.put(action, b"x")
+    assert s.cache.get_local(action) is not None
+    s.cache.refresh_served()
+    assert s.memory.refreshed == []  # just written: fresh enough
+    old = time.time() - REFRESH_INTERVAL - 60
+    os.utime(s.local.action_path(action.hex()), (old, old))
+    assert s.cache.get_local(action) is not None
+    s.cache.refresh_served()
+    assert s.memory.refreshed == [action]
+    assert os.stat(s.local.action_path(action.hex())).st_mtime > old + 60
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"garbage", b"ab 1 2\n", b"%s x 1\n" % (b"0" * 64), b"%s 5 1\n" % (b"0" * 64)],
+    ids=["empty", "garbage", "short-oid", "bad-size", "no-output-file"],
+)
+def test_a_broken_local_record_is_a_miss(tmp_path: Path, content: bytes) -> None:
+    s = Setup(tmp_path)
+    action = os.urandom(32)
+    path = Path(s.local.action_path(action.hex()))
+    path.parent.mkdir(parents=True)
+    path.write_bytes(content)
+    assert s.cache.get_local(action) is None
+
+
+def test_a_local_output_of_the_wrong_size_is_a_miss(tmp_path: Path) -> None:
+    s = Setup(tmp_path)
+    action = os.urandom(32)
+    path = s.put(action, b"twelve bytes")
+    Path(path).write_bytes(b"short")
+    assert s.cache.get_local(action) is None
