@@ -516,7 +516,7 @@ def test_time_is_the_original_put_time(
 
 
 def test_corrupt_redis_entry_is_a_miss(
-    start: Start, redis_server: RedisServer, redis_client: redis.Redis
+    start: Start, redis_server: RedisServer, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
     small, large = b"good body", os.urandom(INLINE_MAX + 3)
     a_small, a_large = action_id("corrupt small"), action_id("corrupt large")
@@ -526,11 +526,18 @@ def test_corrupt_redis_entry_is_a_miss(
     cmd.close()
     redis_client.hset(f"gocache:a:{a_small.hex()}", "body", b"evil body")
     redis_client.setrange(f"gocache:o:{output_id(large).hex()}", 100, b"XXXX")
-    other = start(redis_url=redis_server.url)
+    stats = tmp_path / "stats.jsonl"
+    other = start(redis_url=redis_server.url, env={"REDIS_GOCACHE_STATS_FILE": str(stats)})
     for aid in (a_small, a_large):
         res = other.get_wait(aid)
         assert res.get("Miss") is True and "Err" not in res, res
     other.close()
+    # Nothing of the bad bodies reached the local directory.
+    for path in (tmp_path / "helper2").rglob("*"):
+        if path.is_file():
+            assert b"evil" not in path.read_bytes() and b"XXXX" not in path.read_bytes()
+    row = json.loads(stats.read_text())
+    assert rejected_total(row) == 2 and row["remote_hits"] == 0, row
 
 
 @pytest.mark.parametrize("kind", ["paused-redis", "silent-socket"])
@@ -743,16 +750,25 @@ def test_stdout_carries_only_json_and_stats_go_to_stderr(
     assert rows[1]["remote_wait_seconds"] >= 0
 
 
-def test_rejected_requests_are_counted(start: Start, tmp_path: Path) -> None:
+def rejected_total(row: dict[str, Any]) -> int:
+    """``rejected`` may be one number or a count per reason."""
+    value = row["rejected"]
+    return sum(value.values()) if isinstance(value, dict) else int(value)
+
+
+def test_stats_add_up_with_bad_requests(start: Start, tmp_path: Path) -> None:
     stats = tmp_path / "stats.jsonl"
     cmd = start(env={"REDIS_GOCACHE_STATS_FILE": str(stats)})
     assert cmd.call({"Command": "get", "ActionID": "??"}).get("Err")
     assert cmd.call({"Command": "get", "ActionID": b64(bytes(3))}).get("Err")
-    cmd.get_wait(action_id("rejected miss"))
+    cmd.get_wait(action_id("stats miss"))
+    cmd.put_wait(action_id("stats put"), b"12345")
+    assert_hit(cmd.get_wait(action_id("stats put")), b"12345")
     cmd.close()
     row = json.loads(stats.read_text())
-    assert row["rejected"] == 2, row
-    assert row["misses"] == 1 and row["hits"] == 0, row
+    assert row["misses"] == 1 and row["hits"] == 1 and row["local_hits"] == 1, row
+    assert row["gets"] == row["hits"] + row["misses"] + row["get_errors"], row
+    assert row["puts"] == 1 and row["put_bytes"] == 5 and row["hit_bytes"] == 5, row
 
 
 def test_version_flag() -> None:
