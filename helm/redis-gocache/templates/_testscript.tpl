@@ -16,20 +16,27 @@ cli_flags="--tls --insecure"
 {{- else }}
 cli_flags=""
 {{- end }}
-# redis-cli as the writer or the reader. A password kept outside the URL (existing Secrets)
-# goes through REDISCLI_AUTH; no password is ever echoed.
-writer() (
+# cli URL PASSWORD ARGS...: redis-cli as the user of URL. A URL from an existing Secret names
+# the user only (redis://user@host:port/0) and the password comes apart: redis-cli would
+# read a lone name before "@" as a password, so the parts are passed separately, and the
+# password through REDISCLI_AUTH. No password is ever echoed.
+cli() (
+  url="$1"; password="$2"; shift 2
   unset REDISCLI_AUTH
-  if [ -n "${WRITER_PASSWORD:-}" ]; then export REDISCLI_AUTH="$WRITER_PASSWORD"; fi
+  if [ -z "$password" ]; then
+    # shellcheck disable=SC2086
+    exec redis-cli --no-auth-warning $cli_flags -u "$url" "$@"
+  fi
+  rest="${url#*://}"
+  user="${rest%%@*}"
+  hostport="${rest#*@}"
+  hostport="${hostport%%/*}"
+  export REDISCLI_AUTH="$password"
   # shellcheck disable=SC2086
-  exec redis-cli --no-auth-warning $cli_flags -u "$WRITER_URL" "$@"
+  exec redis-cli --no-auth-warning $cli_flags --user "$user" -h "${hostport%:*}" -p "${hostport##*:}" "$@"
 )
-reader() (
-  unset REDISCLI_AUTH
-  if [ -n "${READER_PASSWORD:-}" ]; then export REDISCLI_AUTH="$READER_PASSWORD"; fi
-  # shellcheck disable=SC2086
-  exec redis-cli --no-auth-warning $cli_flags -u "$READER_URL" "$@"
-)
+writer() { cli "$WRITER_URL" "${WRITER_PASSWORD:-}" "$@"; }
+reader() { cli "$READER_URL" "${READER_PASSWORD:-}" "$@"; }
 # expect WANT writer|reader ARGS...: the reply must start with WANT.
 expect() {
   want="$1"; who="$2"; shift 2
