@@ -120,3 +120,22 @@ def build_cli() -> click.Group:
 
 _SUBCOMMANDS: list[Callable[[click.Group], None]] = []
 """Functions adding subcommands to the group; operator commands register themselves here."""
+
+
+def _register_ops(group: click.Group) -> None:
+    # Imported here, inside build_cli: the helper's path never loads the operator commands.
+    from redis_gocache.ops.cli import register
+
+    register(group)
+
+
+_SUBCOMMANDS.append(_register_ops)
+
+
+def _register_keygen(group: click.Group) -> None:
+    from redis_gocache.signing import register_cli
+
+    register_cli(group)
+
+
+_SUBCOMMANDS.append(_register_keygen)

@@ -42,6 +42,9 @@ DEFAULT_WORKERS = 4
 DEFAULT_BREAKER_COOLDOWN = 30.0
 """Seconds the circuit breaker keeps Redis switched off after it failed."""
 
+DEFAULT_TRIM_MAX_AGE = 5 * 24 * 3600
+"""Local outputs unused for this long are removed by ``trim`` (5 days, as Go's own cache)."""
+
 
 def default_cache_dir(env: Mapping[str, str] | None = None) -> str:
     """``$XDG_CACHE_HOME/redis-gocache``, else ``~/.cache/redis-gocache``."""
@@ -124,6 +127,15 @@ def parse_redis_url(text: str) -> str:
     return text
 
 
+def parse_key_files(text: str) -> tuple[str, ...]:
+    """Comma-separated key files (``a.pub,b.pub``), made absolute; at least one."""
+    paths = tuple(os.path.abspath(os.path.expanduser(p.strip())) for p in text.split(",")
+                  if p.strip())
+    if not paths:
+        raise ConfigError("no key file given")
+    return paths
+
+
 def parse_prefix(text: str) -> str:
     """A key prefix; ``{`` and ``}`` are refused since they would make a Cluster hash tag
     and pin the whole cache to one slot."""
@@ -182,10 +194,29 @@ OPTIONS: tuple[Option, ...] = (
            "Client private key for rediss://", str, "FILE"),
     Option("password_file", ("--password-file",), "REDIS_PASSWORD_FILE",
            "File holding the Redis password (else REDIS_PASSWORD, else the URL's)", str, "FILE"),
+    Option("breaker_cooldown", ("--breaker-cooldown",), "REDIS_GOCACHE_BREAKER_COOLDOWN",
+           "Seconds helpers leave Redis alone after it failed "
+           f"[default: {DEFAULT_BREAKER_COOLDOWN:g}]", parse_seconds, "SECONDS"),
+    Option("signing_key", ("--signing-key",), "REDIS_GOCACHE_SIGNING_KEY",
+           "Ed25519 private key (PEM or raw) to sign every entry this helper writes "
+           "(trusted writers only)", os.path.abspath, "FILE"),
+    Option("trusted_keys", ("--trusted-keys",), "REDIS_GOCACHE_TRUSTED_KEYS",
+           "Ed25519 public keys (PEM or raw, comma-separated): Redis entries not signed by "
+           "one of them are misses", parse_key_files, "FILE[,FILE...]"),
     Option("stats_file", ("--stats-file",), "REDIS_GOCACHE_STATS_FILE",
            "Append this run's counters to FILE as one JSON line", str, "FILE"),
     Option("verbose", ("-v", "--verbose"), "REDIS_GOCACHE_VERBOSE",
            "Print a statistics line on stderr at the end"),
+    Option("trim_max_age", ("--trim-max-age",), "REDIS_GOCACHE_TRIM_MAX_AGE",
+           "Local outputs unused this long are trimmed: seconds or 12h/5d [default: 5d]",
+           parse_duration, "DURATION"),
+    Option("trim_max_size", ("--trim-max-size",), "REDIS_GOCACHE_TRIM_MAX_SIZE",
+           "Trim the local directory down to this size, least recently used first "
+           "[default: no cap]", parse_size, "BYTES"),
+    Option("no_auto_trim", ("--no-auto-trim",), "REDIS_GOCACHE_NO_AUTO_TRIM",
+           "Never trim the local directory at the end of a helper run (default: once a day)"),
+    Option("no_fleet_stats", ("--no-fleet-stats",), "REDIS_GOCACHE_NO_FLEET_STATS",
+           "Do not add this run's counters to the fleet statistics in Redis"),
 )
 """Every option of the helper, in ``--help`` order."""
 
@@ -196,7 +227,7 @@ _BY_FLAG = {flag: opt for opt in OPTIONS for flag in opt.flags}
 class Config:
     """Everything the helper needs to know, resolved from flags, environment and defaults."""
 
-    redis_url: str | None = None
+    redis_url: str | None = dataclasses.field(default=None, repr=False)  # may hold a password
     cache_dir: str = dataclasses.field(default_factory=default_cache_dir)
     prefix: str = DEFAULT_PREFIX
     ttl: int = DEFAULT_TTL
@@ -210,8 +241,15 @@ class Config:
     tls_key: str | None = None
     password: str | None = dataclasses.field(default=None, repr=False)
     password_file: str | None = None
+    breaker_cooldown: float = DEFAULT_BREAKER_COOLDOWN
+    signing_key: str | None = None
+    trusted_keys: tuple[str, ...] = ()
     stats_file: str | None = None
     verbose: bool = False
+    trim_max_age: int = DEFAULT_TRIM_MAX_AGE
+    trim_max_size: int = 0  # 0: no size cap
+    no_auto_trim: bool = False
+    no_fleet_stats: bool = False
 
     def __post_init__(self) -> None:
         if self.workers < 1:

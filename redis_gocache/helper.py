@@ -93,6 +93,7 @@ def run_helper(config: Config) -> int:
     status = server.serve()
     # cmd/go has its answers and its stdout is closed; the rest is housekeeping.
     cache.refresh_served()
+    _end_of_run(config, remote, stats, local.root)
     cache.close()
     if config.stats_file:
         try:
@@ -100,6 +101,21 @@ def run_helper(config: Config) -> int:
         except OSError as exc:
             log(f"cannot write the stats file: {exc}")
     return status
+
+
+def _end_of_run(config: Config, remote: Remote | None, stats: Stats, root: str) -> None:
+    """Fleet statistics and the daily trim (redis_gocache.ops); never fails the run."""
+    try:
+        if remote is not None and not config.read_only and not config.no_fleet_stats:
+            from redis_gocache.ops.fleet import end_of_run
+
+            end_of_run(config, remote, stats, log)
+        if not config.no_auto_trim:
+            from redis_gocache.ops.trim import maybe_auto_trim
+
+            maybe_auto_trim(root, max_age=config.trim_max_age, max_size=config.trim_max_size)
+    except Exception as exc:  # noqa: BLE001 - housekeeping must not turn a good run bad
+        log(f"end-of-run housekeeping failed: {exc!r}")
 
 
 def _make_remote(config: Config, stats: Stats) -> Remote | None:

@@ -1,0 +1,255 @@
+"""The operator commands' click front ends: ``stats``, ``doctor``, ``trim``, ``flush``.
+
+The work is done in the sibling modules; here are options, output and exit statuses. Every
+command takes the helper's settings too (``--redis-url``, ``--prefix``, ...; each with its
+environment variable), so one job environment serves the helper and the commands alike.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+
+from redis_gocache.cli import helper_options, resolve_or_exit
+from redis_gocache.config import Config, parse_duration, parse_size
+from redis_gocache.exceptions import ConfigError, RemoteError
+
+EXIT_FAILED = 1
+
+
+def settings(values: dict[str, Any]) -> Config:
+    """The group's options overridden by the subcommand's own."""
+    ctx = click.get_current_context()
+    merged = dict(ctx.obj or {})
+    merged.update({k: v for k, v in values.items() if v is not None})
+    return resolve_or_exit(merged)
+
+
+def fail(message: str) -> None:
+    click.echo(f"redis-gocache: {message}", err=True)
+    click.get_current_context().exit(EXIT_FAILED)
+
+
+@contextmanager
+def redis_errors(config: Config, doing: str) -> Iterator[None]:
+    """A Redis failure is one clear line and exit status 1, never a traceback."""
+    from redis_gocache.ops.common import scrub
+    from redis_gocache.store.redis import redact_url
+
+    try:
+        yield
+    except RemoteError as exc:
+        where = redact_url(config.redis_url or "")
+        fail(scrub(f"cannot {doing} at {where}: {exc}", config))
+    except ConfigError as exc:
+        raise click.UsageError(scrub(str(exc), config)) from None
+
+
+class _Bar:
+    """``click.progressbar`` on a terminal (on stderr), nothing otherwise."""
+
+    def __init__(self, length: int | None, label: str) -> None:
+        self._bar: Any = None
+        if sys.stderr.isatty():
+            self._bar = click.progressbar(length=length, label=label, file=sys.stderr)
+
+    def __enter__(self) -> Callable[[int], None]:
+        if self._bar is None:
+            return lambda n: None
+        bar = self._bar.__enter__()
+        return bar.update  # type: ignore[no-any-return]
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+
+
+def _converter(parse: Callable[[str], Any]) -> Callable[[Any], Any]:
+    def convert(value: Any) -> Any:
+        if value is None or not isinstance(value, str):
+            return value
+        try:
+            return parse(value)
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc)) from None
+
+    return convert
+
+
+# -- stats --------------------------------------------------------------------------------
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--prometheus", is_flag=True,
+              help="Print the Prometheus text format (textfile collector, Pushgateway).")
+@click.option("--exact", is_flag=True,
+              help="Count every key (a full SCAN) instead of estimating from a sample.")
+@click.option("--sample", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Keys to visit when estimating [default: 10000].")
+@click.option("--days", type=click.IntRange(0, 35), default=7, show_default=True,
+              help="Also show this many days of per-day counters.")
+@click.option("--namespace", "namespaces", multiple=True, metavar="PREFIX",
+              help="Show this namespace (repeatable) [default: --prefix].")
+@click.option("--all", "all_namespaces", is_flag=True,
+              help="Show every namespace found in the database.")
+@helper_options
+def stats(as_json: bool, prometheus: bool, exact: bool, sample: int | None, days: int,
+          namespaces: tuple[str, ...], all_namespaces: bool, **values: Any) -> None:
+    """Hit rate, bytes and Redis memory per namespace.
+
+    Counters are what helpers reported at the end of their runs; key counts and memory are
+    estimated from a sample of keys unless --exact.
+    """
+    from redis_gocache.ops.common import open_store, translated
+    from redis_gocache.ops.stats_cmd import DEFAULT_SAMPLE, gather, render_prometheus, render_text
+
+    if as_json and prometheus:
+        raise click.UsageError("--json and --prometheus do not mix")
+    config = settings(values)
+    with redis_errors(config, "read statistics"):
+        store = open_store(config)
+        try:
+            with translated(store), _Bar(None if exact else sample, "scanning keys") as step:
+                data = gather(store.client(), list(namespaces) or [config.prefix],
+                              all_namespaces=all_namespaces, sample=sample or DEFAULT_SAMPLE,
+                              exact=exact, days=days, progress=step)
+        finally:
+            store.close()
+    if as_json:
+        click.echo(json.dumps(data, indent=2, sort_keys=True))
+    elif prometheus:
+        click.echo(render_prometheus(data), nl=False)
+    else:
+        click.echo(render_text(data), nl=False)
+
+
+# -- doctor -------------------------------------------------------------------------------
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+@helper_options
+def doctor(as_json: bool, **values: Any) -> None:
+    """Check Redis, the local directory and Go; exit 1 if a check fails."""
+    import dataclasses
+
+    from redis_gocache.ops.common import scrub
+    from redis_gocache.ops.doctor import FAIL, render, run_checks
+    from redis_gocache.store.redis import redact_url
+
+    config = settings(values)
+    checks = run_checks(config)
+    if as_json:
+        click.echo(json.dumps([dataclasses.asdict(c) for c in checks], indent=2))
+    else:
+        where = redact_url(config.redis_url) if config.redis_url else "no Redis"
+        header = scrub(f"redis-gocache doctor: {where}, prefix {config.prefix!r}, "
+                       f"local {config.cache_dir}", config)
+        click.echo(render(checks, header), nl=False)
+    if any(c.status == FAIL for c in checks):
+        click.get_current_context().exit(EXIT_FAILED)
+
+
+# -- trim ---------------------------------------------------------------------------------
+
+
+@click.command()
+@click.option("--max-age", metavar="DURATION", default=None,
+              help="Remove outputs unused this long [default: --trim-max-age, 5d].")
+@click.option("--max-size", metavar="BYTES", default=None,
+              help="Then remove least recently used outputs down to this size "
+                   "[default: --trim-max-size, no cap].")
+@click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@helper_options
+def trim(max_age: str | None, max_size: str | None, dry_run: bool, as_json: bool,
+         **values: Any) -> None:
+    """Remove old local files (never one used within the last hour)."""
+    from redis_gocache.ops.common import human_bytes
+    from redis_gocache.ops.trim import TrimResult, count_entries, roots, trim_root
+
+    config = settings(values)
+    age = _converter(parse_duration)(max_age) or config.trim_max_age
+    cap = _converter(parse_size)(max_size)
+    cap = config.trim_max_size if cap is None else cap
+    total = TrimResult()
+    per_root: dict[str, dict[str, int]] = {}
+    for root in roots(config.cache_dir):
+        length = count_entries(root) if sys.stderr.isatty() else None
+        with _Bar(length, f"trimming {root}") as step:
+            result = trim_root(root, max_age=age, max_size=cap, dry_run=dry_run, progress=step)
+        per_root[root] = result.as_dict()
+        total.add(result)
+    if as_json:
+        click.echo(json.dumps({"dry_run": dry_run, "roots": per_root, **total.as_dict()},
+                              indent=2, sort_keys=True))
+        return
+    verb = "would remove" if dry_run else "removed"
+    line = (f"{verb} {total.outputs_removed} outputs ({human_bytes(total.bytes_removed)}), "
+            f"{total.actions_removed} action records, {total.tmp_removed} temporary files; "
+            f"kept {total.outputs_kept} outputs ({human_bytes(total.bytes_kept)})")
+    if total.protected:
+        line += f", {total.protected} of them because they were used within the last hour"
+    click.echo(line)
+
+
+# -- flush --------------------------------------------------------------------------------
+
+
+@click.command()
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
+@helper_options
+def flush(yes: bool, dry_run: bool, **values: Any) -> None:
+    """Delete every Redis key of one namespace (--prefix).
+
+    Keys of other prefixes, including ones nested under this prefix, are left alone. The
+    local directory is not touched (see `trim`).
+    """
+    from redis_gocache.ops import flush as flushing
+    from redis_gocache.ops.common import open_store, translated
+    from redis_gocache.store.redis import redact_url
+
+    config = settings(values)
+    if not config.prefix:
+        raise click.UsageError("refusing to flush an empty prefix: that is the whole database")
+    where = redact_url(config.redis_url or "")
+    with redis_errors(config, "flush"):
+        store = open_store(config)
+        try:
+            with translated(store):
+                client = store.client()
+                found = flushing.count(client, config.prefix)
+            kinds = ", ".join(f"{n} {k}" for k, n in sorted(found.by_kind.items()))
+            if not found.matched:
+                click.echo(f"namespace {config.prefix!r} on {where} has no keys")
+                return
+            summary = f"{found.matched} keys ({kinds}) of namespace {config.prefix!r} on {where}"
+            if dry_run:
+                click.echo(f"would delete {summary}")
+                return
+            if not yes:
+                click.confirm(f"Delete {summary}?", abort=True, err=True)
+            with translated(store), _Bar(found.matched, "deleting") as step:
+                done = flushing.flush(client, config.prefix, progress=step)
+        finally:
+            store.close()
+    click.echo(f"deleted {done.deleted} keys of namespace {config.prefix!r}"
+               + (f"; left {done.foreign} other keys under the prefix" if done.foreign else ""))
+
+
+COMMANDS = (stats, doctor, trim, flush)
+
+
+def register(group: click.Group) -> None:
+    for command in COMMANDS:
+        group.add_command(command)
+
+
+__all__ = ["register"]

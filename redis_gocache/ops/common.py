@@ -1,0 +1,133 @@
+"""What the operator commands share: the Redis connection, key shapes, numbers for people.
+
+Nothing here imports click or redis at module level: :mod:`redis_gocache.ops.fleet` and
+:mod:`redis_gocache.ops.trim` run inside the helper, after its last answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from redis_gocache.config import Config
+from redis_gocache.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from redis_gocache.store.redis import RedisStore
+
+OPS_TIMEOUT = 5.0
+"""Seconds an operator command waits on one Redis reply at least. The helper's own timeout
+(half a second) is right for a build, too short for a ``SCAN`` batch on a loaded server."""
+
+SCAN_COUNT = 1000
+"""``COUNT`` hint of every ``SCAN`` an operator command sends."""
+
+BATCH = 500
+"""Keys per pipelined ``MEMORY USAGE`` or ``UNLINK`` round trip."""
+
+_KEY = re.compile(
+    rb"^(?P<prefix>.*?)(?:(?P<kind>[ao]):[0-9a-f]{64}|(?P<tmp>t):[0-9a-f]{32}"
+    rb"|(?P<stat>s):(?:totals|day:\d{4}-\d\d-\d\d|paths:\d{4}-\d\d-\d\d))$",
+    re.DOTALL,
+)
+
+KINDS = {"a": "action", "o": "blob", "t": "upload", "s": "stats"}
+"""Key kinds by the letter after the prefix (see docs/design.md), as named in reports."""
+
+
+def classify(key: bytes) -> tuple[str, str] | None:
+    """``(prefix, kind)`` of a key the cache writes, or ``None`` for any other key.
+
+    The shapes are strict (64 hex digits after ``a:``/``o:``), so a key of another namespace
+    nested under ours (``gocache:team2:a:...`` under ``gocache:``) is never taken for ours.
+    The prefix is the shortest that fits; a prefix that ends in ``a:``, ``o:``, ``t:`` or
+    ``s:`` could be read two ways, and the ops commands check prefixes explicitly.
+    """
+    m = _KEY.match(key)
+    if m is None:
+        return None
+    letter = m.group("kind") or m.group("tmp") or m.group("stat")
+    return m.group("prefix").decode("utf-8", "replace"), KINDS[letter.decode()]
+
+
+def belongs(key: bytes, prefix: str) -> str | None:
+    """The kind of ``key`` if it is one of the cache's keys under exactly ``prefix``."""
+    raw = prefix.encode()
+    if not key.startswith(raw):
+        return None
+    found = classify(b"\x00" + key[len(raw):])
+    if found is None or found[0] != "\x00":
+        return None
+    return found[1]
+
+
+def match_pattern(prefix: str) -> str:
+    """A ``SCAN MATCH`` pattern for every key starting with ``prefix`` (glob characters in
+    the prefix escaped)."""
+    return re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + "*"
+
+
+def server_tag(config: Config) -> str:
+    """A short name for (server, prefix) safe to put in a file name: no password in it."""
+    from redis_gocache.store.redis import redact_url
+
+    describe = redact_url(config.redis_url or "")
+    return hashlib.sha256(f"{describe} {config.prefix}".encode()).hexdigest()[:16]
+
+
+def open_store(config: Config, timeout: float | None = None) -> RedisStore:
+    """A :class:`RedisStore` for an operator command (nothing is sent yet)."""
+    if not config.redis_url:
+        raise ConfigError("no Redis URL: set REDIS_URL or --redis-url")
+    from redis_gocache.store.redis import RedisStore
+
+    return RedisStore(
+        config.redis_url,
+        prefix=config.prefix,
+        ttl=config.ttl,
+        inline_max=config.inline_max,
+        timeout=timeout if timeout is not None else max(config.timeout, OPS_TIMEOUT),
+        retries=config.retries,
+        max_connections=2,
+        password=config.password,
+        tls_ca=config.tls_ca,
+        tls_cert=config.tls_cert,
+        tls_key=config.tls_key,
+    )
+
+
+@contextmanager
+def translated(store: RedisStore) -> Iterator[None]:
+    """redis-py's errors as ours (:class:`~redis_gocache.exceptions.RemoteError` and kin)."""
+    # The store owns the translation table; reuse it rather than keep a second copy.
+    with store._translate():
+        yield
+
+
+def human_bytes(n: float) -> str:
+    """``1.5 GiB``-style sizes for people (powers of 1024, as ``--max-size`` reads them)."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(value) < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def scrub(text: str, config: Config) -> str:
+    """``text`` with the password replaced, wherever it came from (URL, file, environment)."""
+    from redis_gocache.store.redis import redact_url
+
+    if config.redis_url:
+        text = text.replace(config.redis_url, redact_url(config.redis_url))
+    secrets = [config.password or ""]
+    if config.redis_url and "@" in config.redis_url:
+        auth = config.redis_url.partition("://")[2].rpartition("@")[0]
+        secrets.append(auth.partition(":")[2])
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text

@@ -1,0 +1,298 @@
+"""Fleet statistics: every helper adds its counters to per-namespace hashes in Redis.
+
+Keys (under the namespace's prefix, so the cache's ACL pattern covers them):
+
+* ``s:totals``: a hash of counters since the namespace was first used; TTL :data:`TOTALS_TTL`,
+  pushed out by every push, plus the field ``updated`` (epoch seconds of the last push).
+* ``s:day:<YYYY-MM-DD>`` (UTC): the same counters for one day; TTL :data:`DAY_TTL`.
+* ``s:paths:<YYYY-MM-DD>``: runs per checkout directory (the nearest directory above the
+  helper's working directory holding ``.git``), so ``doctor`` can tell when runners build at
+  different paths, which defeats sharing; TTL :data:`PATHS_TTL`.
+
+One push is one pipelined round trip of ``HINCRBY`` (non-zero counters only), ``HSET`` and
+``EXPIRE``.
+
+When a helper pushes (:func:`end_of_run`, after its last answer):
+
+* never when the run is read-only, has no Redis, or Redis is not writable this run (down,
+  full, ``NOPERM``): then the counters wait in a local spool;
+* a run that already talked to Redis (redis-py is imported) pushes its counters and the spool:
+  one more round trip on a warm connection;
+* a run served entirely from the local directory must not import redis-py just for this: it
+  writes its counters to the spool (one small file) and pushes only when the last push is
+  more than :data:`PUSH_INTERVAL` old (one ``stat`` to find out).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from redis_gocache.exceptions import GoCacheError
+
+if TYPE_CHECKING:
+    from redis_gocache.config import Config
+    from redis_gocache.remote import Remote
+    from redis_gocache.stats import Stats
+
+TOTALS = "s:totals"
+DAY = "s:day:"
+PATHS = "s:paths:"
+
+TOTALS_TTL = 400 * 86400
+"""Seconds the totals live after the last push: a namespace idle for over a year is gone."""
+
+DAY_TTL = 35 * 86400
+"""Seconds a per-day hash lives: ``stats --days`` can look back a month."""
+
+PATHS_TTL = 8 * 86400
+"""Seconds a per-day checkout-path hash lives."""
+
+PUSH_INTERVAL = 3600.0
+"""A fully local run pushes the spool only when the last push is older than this (seconds)."""
+
+SPOOL_MAX_FILES = 1000
+"""Runs kept in the spool at most; beyond, counters are dropped (Redis has been away long)."""
+
+COUNTERS = (
+    "runs", "gets", "hits", "local_hits", "remote_hits", "misses", "get_errors", "rejected",
+    "puts", "put_errors", "hit_bytes", "remote_hit_bytes", "put_bytes", "uploads",
+    "upload_errors", "upload_bytes", "refreshed", "redis_wait_ms",
+)
+"""Fields of the totals and per-day hashes, all integers (``rejected:<kind>`` fields too)."""
+
+Counts = dict[str, int]
+
+
+def counters(stats: Mapping[str, Any]) -> Counts:
+    """The integer counters of one run, from :meth:`Stats.as_dict`."""
+    out: Counts = {"runs": 1}
+    for name in COUNTERS:
+        if name in ("runs", "redis_wait_ms", "rejected"):
+            continue
+        out[name] = int(stats.get(name, 0))
+    out["rejected"] = int(stats.get("rejected_total", 0))
+    out["redis_wait_ms"] = int(round(float(stats.get("remote_wait_seconds", 0.0)) * 1000))
+    for kind, n in dict(stats.get("rejected", {})).items():
+        out[f"rejected:{kind}"] = int(n)
+    return out
+
+
+def merge(into: Counts, more: Mapping[str, int]) -> Counts:
+    for name, value in more.items():
+        into[name] = into.get(name, 0) + int(value)
+    return into
+
+
+def day(now: float) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(now))
+
+
+def push(client: Any, prefix: str, counts: Mapping[str, int],
+         paths: Mapping[str, int] | None = None, now: float | None = None) -> None:
+    """Add ``counts`` (and runs per checkout path) to the namespace's hashes: one round trip.
+    ``client`` is a redis-py client; errors are redis-py's, for the caller to translate."""
+    now = time.time() if now is None else now
+    totals, today = prefix + TOTALS, prefix + DAY + day(now)
+    pipe = client.pipeline(transaction=False)
+    for key, ttl in ((totals, TOTALS_TTL), (today, DAY_TTL)):
+        for name, value in counts.items():
+            if value:
+                pipe.hincrby(key, name, value)
+        pipe.hset(key, "updated", int(now))
+        pipe.expire(key, ttl)
+    if paths:
+        pkey = prefix + PATHS + day(now)
+        for path, runs in paths.items():
+            pipe.hincrby(pkey, path, runs)
+        pipe.expire(pkey, PATHS_TTL)
+    pipe.execute()
+
+
+def _ints(raw: Mapping[bytes, bytes]) -> Counts:
+    out: Counts = {}
+    for k, v in raw.items():
+        try:
+            out[k.decode("utf-8", "replace")] = int(v)
+        except ValueError:
+            continue
+    return out
+
+
+def read(client: Any, prefix: str, days: int = 0, now: float | None = None
+         ) -> tuple[Counts, dict[str, Counts]]:
+    """The namespace's totals and its last ``days`` per-day hashes (newest first)."""
+    now = time.time() if now is None else now
+    names = [day(now - i * 86400) for i in range(days)]
+    pipe = client.pipeline(transaction=False)
+    pipe.hgetall(prefix + TOTALS)
+    for name in names:
+        pipe.hgetall(prefix + DAY + name)
+    replies = pipe.execute()
+    per_day = {name: _ints(raw) for name, raw in zip(names, replies[1:], strict=True) if raw}
+    return _ints(replies[0]), per_day
+
+
+def read_paths(client: Any, prefix: str, days: int = 2, now: float | None = None
+               ) -> dict[str, int]:
+    """Runs per checkout path over the last ``days`` days."""
+    now = time.time() if now is None else now
+    pipe = client.pipeline(transaction=False)
+    for i in range(days):
+        pipe.hgetall(prefix + PATHS + day(now - i * 86400))
+    out: dict[str, int] = {}
+    for raw in pipe.execute():
+        for path, runs in _ints(raw).items():
+            out[path] = out.get(path, 0) + runs
+    return out
+
+
+def checkout_root(cwd: str) -> str:
+    """The nearest directory at or above ``cwd`` holding ``.git``, else ``cwd``."""
+    path = cwd
+    for _ in range(64):
+        if os.path.exists(os.path.join(path, ".git")):
+            return path
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return cwd
+
+
+# -- the spool: counters waiting for a push ---------------------------------------------
+
+
+class Spool:
+    """A directory of small JSON files, one per run that did not push.
+
+    A pusher claims a file by renaming it (only one process can), so two helpers ending at
+    once never count a run twice. ``pushed`` is a marker whose mtime is the last push.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.marker = os.path.join(path, "pushed")
+
+    def add(self, counts: Counts, paths: Mapping[str, int]) -> None:
+        try:
+            os.makedirs(self.path, mode=0o700, exist_ok=True)
+            if len(os.listdir(self.path)) > SPOOL_MAX_FILES:
+                return
+            name = os.path.join(self.path, f"run-{os.getpid()}-{os.urandom(4).hex()}.json")
+            tmp = name + ".tmp"
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump({"counts": counts, "paths": dict(paths)}, f)
+            os.replace(tmp, name)
+        except OSError:
+            pass  # Losing one run's counters is better than failing the run.
+
+    def due(self, now: float) -> bool:
+        """True when the last push is older than :data:`PUSH_INTERVAL` (or never happened)."""
+        try:
+            return now - os.stat(self.marker).st_mtime > PUSH_INTERVAL
+        except OSError:
+            return True
+
+    def claim(self) -> list[str]:
+        """Take every waiting file; returns the claimed paths."""
+        claimed: list[str] = []
+        try:
+            names = os.listdir(self.path)
+        except OSError:
+            return claimed
+        tag = f".claimed-{os.getpid()}"
+        for name in names:
+            if not (name.startswith("run-") and name.endswith(".json")):
+                continue
+            src = os.path.join(self.path, name)
+            try:
+                os.rename(src, src + tag)
+            except OSError:
+                continue  # Another helper took it.
+            claimed.append(src + tag)
+        return claimed
+
+    @staticmethod
+    def load(paths: Iterable[str]) -> tuple[Counts, dict[str, int]]:
+        counts: Counts = {}
+        runs: dict[str, int] = {}
+        for path in paths:
+            try:
+                with open(path, encoding="utf-8") as f:
+                    data = json.load(f)
+                merge(counts, data["counts"])
+                merge(runs, data["paths"])
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                continue
+        return counts, runs
+
+    def done(self, paths: Iterable[str], now: float) -> None:
+        for path in paths:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        try:
+            os.makedirs(self.path, mode=0o700, exist_ok=True)
+            with open(self.marker, "a"):
+                pass
+            os.utime(self.marker, (now, now))
+        except OSError:
+            pass
+
+    def give_back(self, paths: Iterable[str]) -> None:
+        for path in paths:
+            try:
+                os.rename(path, path.rpartition(".claimed-")[0])
+            except OSError:
+                pass
+
+
+def spool_for(config: Config) -> Spool:
+    from redis_gocache.ops.common import server_tag
+
+    return Spool(os.path.join(config.cache_dir, f"stats-{server_tag(config)}"))
+
+
+def end_of_run(config: Config, remote: Remote | None, stats: Stats,
+               log: Callable[[str], None]) -> None:
+    """The helper's fleet-statistics step, after its last answer (rules: module docstring)."""
+    if config.read_only or config.no_fleet_stats or remote is None or not config.redis_url:
+        return
+    counts = counters(stats.as_dict())
+    if not counts.get("gets") and not counts.get("puts"):
+        return  # `go env` and friends: nothing worth counting.
+    paths = {checkout_root(os.getcwd()): 1}
+    spool = spool_for(config)
+    now = time.time()
+    talked = "redis" in sys.modules
+    if not remote.writable or not (talked or spool.due(now)):
+        spool.add(counts, paths)
+        return
+    claimed = spool.claim()
+    waiting, waiting_paths = Spool.load(claimed)
+    merge(counts, waiting)
+    merge(paths, waiting_paths)
+    from redis_gocache.store.redis import RedisStore
+
+    store = remote.store
+    if not isinstance(store, RedisStore):
+        spool.give_back(claimed)
+        return
+    try:
+        from redis_gocache.ops.common import translated
+
+        with translated(store):
+            push(store.client(), config.prefix, counts, paths, now)
+    except GoCacheError as exc:
+        spool.give_back(claimed)
+        spool.add(counters(stats.as_dict()), {checkout_root(os.getcwd()): 1})
+        if config.verbose:
+            log(f"fleet statistics not sent: {exc}")
+        return
+    spool.done(claimed, now)

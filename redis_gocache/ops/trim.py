@@ -1,0 +1,246 @@
+"""Trimming the local directory: by last use, by age, optionally down to a size cap.
+
+An output file's mtime is its last use, touched at most once per
+:data:`~redis_gocache.store.disk.USE_MARK_INTERVAL` (an hour). So a file used a moment ago may
+carry an mtime up to an hour old, and "never remove a file used in the last hour" means: never
+remove a file whose mtime is less than :data:`PROTECT` (two hours) old. A running ``go`` may
+still open a ``DiskPath`` it was handed; this is the margin that keeps it there.
+
+After outputs, action records whose output is gone are removed (a hit needs both), and
+``tmp/`` debris older than an hour (a crashed helper's half-written file).
+
+The helper calls :func:`maybe_auto_trim` after its last answer: one ``stat`` of a marker
+file when a trim is not due, a trim at most once per :data:`AUTO_INTERVAL`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+
+from redis_gocache.store.disk import USE_MARK_INTERVAL, is_hex_id
+
+PROTECT = USE_MARK_INTERVAL + 3600.0
+"""Seconds since its mtime during which an output file is never removed (see above)."""
+
+TMP_MAX_AGE = 3600.0
+"""Seconds after which a file in ``tmp/`` is debris: no put or fetch takes that long."""
+
+AUTO_INTERVAL = 86400.0
+"""Seconds between two automatic trims of one local directory."""
+
+MARKER = "trimmed"
+"""File in the local root whose mtime is the last trim's start."""
+
+ROOTS = ("v1", "v1-readonly")
+"""The trust levels' directories inside the cache directory."""
+
+
+@dataclasses.dataclass
+class TrimResult:
+    """What a trim did (or, in a dry run, would do)."""
+
+    outputs_removed: int = 0
+    bytes_removed: int = 0
+    actions_removed: int = 0
+    tmp_removed: int = 0
+    outputs_kept: int = 0
+    bytes_kept: int = 0
+    protected: int = 0  # kept because used within PROTECT, though old or over the cap
+
+    def add(self, other: TrimResult) -> None:
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+    def as_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class _File:
+    path: str
+    mtime: float
+    size: int
+
+
+Progress = Callable[[int], None]
+"""Called with the number of entries just looked at."""
+
+
+def _listing(base: str) -> Iterator[str]:
+    """Paths of the files in ``base/<hh>/``."""
+    try:
+        subdirs = sorted(os.scandir(base), key=lambda e: e.name)
+    except OSError:
+        return
+    for sub in subdirs:
+        if not sub.is_dir(follow_symlinks=False):
+            continue
+        try:
+            with os.scandir(sub.path) as it:
+                for entry in it:
+                    if entry.is_file(follow_symlinks=False):
+                        yield entry.path
+        except OSError:
+            continue
+
+
+def count_entries(root: str) -> int:
+    """Output and action files under ``root`` (the length of a progress bar)."""
+    return sum(1 for _ in _listing(os.path.join(root, "o"))) + sum(
+        1 for _ in _listing(os.path.join(root, "a")))
+
+
+def _remove(path: str, dry_run: bool) -> bool:
+    if dry_run:
+        return True
+    try:
+        os.unlink(path)
+        return True
+    except FileNotFoundError:
+        return False  # Someone else trimmed it.
+    except OSError:
+        return False
+
+
+def trim_root(
+    root: str,
+    *,
+    max_age: float,
+    max_size: int = 0,
+    now: float | None = None,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> TrimResult:
+    """Trim one local root (``<cache dir>/v1``): see the module docstring."""
+    now = time.time() if now is None else now
+    result = TrimResult()
+    step = progress or (lambda n: None)
+
+    outputs: list[_File] = []
+    for path in _listing(os.path.join(root, "o")):
+        step(1)
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        outputs.append(_File(path, st.st_mtime, st.st_size))
+
+    protected: set[str] = set()
+
+    def removable(f: _File) -> bool:
+        if now - f.mtime < PROTECT:
+            protected.add(f.path)
+            return False
+        return True
+
+    keep: list[_File] = []
+    gone: set[str] = set()
+    for f in outputs:
+        if now - f.mtime > max_age and removable(f):
+            if _remove(f.path, dry_run):
+                result.outputs_removed += 1
+                result.bytes_removed += f.size
+                gone.add(os.path.basename(f.path))
+            continue
+        keep.append(f)
+
+    if max_size:
+        total = sum(f.size for f in keep)
+        survivors: list[_File] = []
+        for f in sorted(keep, key=lambda f: f.mtime):  # least recently used first
+            if total > max_size and removable(f):
+                if _remove(f.path, dry_run):
+                    result.outputs_removed += 1
+                    result.bytes_removed += f.size
+                    gone.add(os.path.basename(f.path))
+                    total -= f.size
+                    continue
+            survivors.append(f)
+        keep = survivors
+    result.protected = len(protected)
+    result.outputs_kept = len(keep)
+    result.bytes_kept = sum(f.size for f in keep)
+    present = {os.path.basename(f.path) for f in keep}
+
+    for path in _listing(os.path.join(root, "a")):
+        step(1)
+        oid = _action_output(path)
+        if oid is not None and oid in present:
+            continue
+        if oid is None or oid in gone or not os.path.exists(_output_path(root, oid)):
+            # A record without its output can never be a hit. An unreadable record is
+            # removed once it is old enough not to be a file another helper is replacing.
+            if oid is None and not _older_than(path, now, TMP_MAX_AGE):
+                continue
+            if _remove(path, dry_run):
+                result.actions_removed += 1
+
+    tmp = os.path.join(root, "tmp")
+    try:
+        names = os.listdir(tmp)
+    except OSError:
+        names = []
+    for name in names:
+        path = os.path.join(tmp, name)
+        if _older_than(path, now, TMP_MAX_AGE) and _remove(path, dry_run):
+            result.tmp_removed += 1
+    return result
+
+
+def _output_path(root: str, oid: str) -> str:
+    return os.path.join(root, "o", oid[:2], oid)
+
+
+def _older_than(path: str, now: float, seconds: float) -> bool:
+    try:
+        return now - os.lstat(path).st_mtime > seconds
+    except OSError:
+        return False
+
+
+def _action_output(path: str) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            data = f.read(256)
+    except OSError:
+        return None
+    parts = data.split()
+    if len(parts) != 3:
+        return None
+    oid = parts[0].decode("ascii", "replace")
+    return oid if is_hex_id(oid) else None
+
+
+def roots(cache_dir: str) -> Iterable[str]:
+    """The local roots present in ``cache_dir``."""
+    for name in ROOTS:
+        path = os.path.join(cache_dir, name)
+        if os.path.isdir(path):
+            yield path
+
+
+def maybe_auto_trim(root: str, *, max_age: float, max_size: int = 0,
+                    now: float | None = None) -> TrimResult | None:
+    """Trim ``root`` if the last trim is :data:`AUTO_INTERVAL` old; ``None`` when not due.
+
+    The marker is touched before trimming, so helpers ending together do not all trim.
+    """
+    now = time.time() if now is None else now
+    marker = os.path.join(root, MARKER)
+    try:
+        if now - os.stat(marker).st_mtime < AUTO_INTERVAL:
+            return None
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return None
+    try:
+        with open(marker, "a"):
+            pass
+        os.utime(marker, (now, now))
+    except OSError:
+        return None  # A directory we cannot mark is one we would trim on every run.
+    return trim_root(root, max_age=max_age, max_size=max_size, now=now)
