@@ -78,6 +78,7 @@ class Helper:
         stderr_path: str,
         *,
         capability_timeout: float = CAPABILITY_TIMEOUT,
+        track_rss: bool = False,
     ) -> None:
         self.argv = list(argv)
         self.stderr_path = stderr_path
@@ -97,6 +98,11 @@ class Helper:
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
+        self.peak_rss = 0
+        self._rss_thread: threading.Thread | None = None
+        if track_rss:
+            self._rss_thread = threading.Thread(target=self._watch_rss, daemon=True)
+            self._rss_thread.start()
         try:
             stamp, first = self._responses.get(timeout=capability_timeout)
         except queue.Empty:
@@ -124,6 +130,28 @@ class Helper:
                 msg = {"ID": -1, "Err": f"bench: not an object on stdout: {line[:200]!r}"}
             self._responses.put((stamp, msg))
         self._responses.put((time.perf_counter(), None))
+
+    def _watch_rss(self) -> None:
+        """Follow the helper's peak RSS (VmHWM) until it exits.
+
+        Not ``wait4``'s ``ru_maxrss``: Linux carries the spawning process's high-water mark
+        across ``exec`` into it, so a child of this (big) benchmark process would report the
+        benchmark's own size. VmHWM belongs to the helper's address space alone.
+        """
+        path = f"/proc/{self.proc.pid}/status"
+        while True:
+            try:
+                with open(path, "rb") as f:
+                    status = f.read()
+            except OSError:
+                return
+            for line in status.splitlines():
+                if line.startswith(b"VmHWM:"):
+                    self.peak_rss = max(self.peak_rss, int(line.split()[1]) * 1024)
+                    break
+            else:
+                return  # a zombie has no memory lines: the helper is gone
+            time.sleep(0.005)
 
     def describe(self) -> str:
         try:
@@ -261,18 +289,14 @@ class Helper:
                 raise HelperFailed(f"helper did not exit within {timeout}s; {self.describe()}")
             time.sleep(0.005)
         self._reader.join(timeout)
+        if self._rss_thread is not None:
+            self._rss_thread.join(timeout)
         self._stderr_file.close()
         if self.proc.stdout is not None:
             self.proc.stdout.close()
         if self.returncode != 0:
             raise HelperFailed(f"helper exited {self.returncode}; {self.describe()}")
         return self.returncode
-
-    @property
-    def maxrss_bytes(self) -> int:
-        """Peak resident set of the helper (Linux reports ``ru_maxrss`` in KiB)."""
-        assert self.rusage is not None, "wait() first"
-        return int(self.rusage.ru_maxrss) * 1024
 
     def kill(self) -> None:
         if self.proc.poll() is None:
