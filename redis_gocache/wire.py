@@ -97,11 +97,13 @@ def parse_request(line: bytes) -> Request:
     body_size = obj.get("BodySize", 0)
     if body_size is None:
         body_size = 0
-    if not isinstance(body_size, int) or isinstance(body_size, bool) or not (
-        0 <= body_size <= MAX_BODY
-    ):
+    if not isinstance(body_size, int) or isinstance(body_size, bool) or body_size > MAX_BODY:
         # Without a trustworthy size we cannot tell where the body ends: give up on the stream.
         raise FatalProtocolError(f"request {req_id} has an invalid BodySize: {body_size!r}")
+    if body_size < 0:
+        # cmd/go writes a body only when BodySize > 0, so the stream is still in step.
+        return Request(req_id, str(obj.get("Command", "")),
+                       error=f"BodySize must not be negative: {body_size}")
 
     command = obj.get("Command")
     if not isinstance(command, str):

@@ -125,6 +125,7 @@ def test_both_ids_must_match() -> None:
         ({"ID": 1, "Command": "get", "ActionID": "%%%not-base64"}, "base64"),
         ({"ID": 1, "Command": "put", "ActionID": b64(ACTION)}, "OutputID"),
         ({"ID": 1}, "Command"),
+        ({"ID": 1, "Command": "put", "ActionID": b64(ACTION), "BodySize": -5}, "negative"),
     ],
 )
 def test_malformed_requests_with_an_id_get_an_error(obj: dict[str, object], needle: str) -> None:
@@ -136,7 +137,7 @@ def test_malformed_requests_with_an_id_get_an_error(obj: dict[str, object], need
 @pytest.mark.parametrize(
     "line",
     [b"not json", b"[1,2]", b'{"Command":"get"}', b'{"ID":"7"}', b'{"ID":-1}', b'{"ID":true}',
-     b'{"ID":1,"Command":"put","BodySize":-5}', b'{"ID":1,"Command":"put","BodySize":"big"}',
+     b'{"ID":1,"Command":"put","BodySize":"big"}', b'{"ID":1,"Command":"put","BodySize":1e3}',
      b"\xff\xfe"],
 )
 def test_requests_without_a_usable_id_are_fatal(line: bytes) -> None:
