@@ -189,7 +189,8 @@ class GoCmd:
 
     def _read_stderr(self) -> None:
         assert self.proc.stderr is not None
-        for chunk in iter(lambda: self.proc.stderr.read1(65536), b""):  # type: ignore[union-attr]
+        fd = self.proc.stderr.fileno()
+        while chunk := os.read(fd, 65536):
             with self._cond:
                 self._stderr += chunk
 

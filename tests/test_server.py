@@ -459,9 +459,11 @@ def test_redis_keys_follow_the_design(
     assert redis_client.get(f"gocache:o:{output_id(large).hex()}") == large
 
     for key in redis_client.scan_iter("*"):
-        assert key.startswith(b"gocache:"), key
         assert key.startswith((b"gocache:a:", b"gocache:o:", b"gocache:s:")), key
-        assert 0 < redis_client.ttl(key) <= TTL, key
+        # Fleet statistics (s:) keep their own lifetimes; cache entries live the TTL.
+        assert redis_client.ttl(key) > 0, key
+        if not key.startswith(b"gocache:s:"):
+            assert redis_client.ttl(key) <= TTL, key
 
 
 def test_prefix_ttl_and_inline_max_settings(
@@ -481,7 +483,8 @@ def test_prefix_ttl_and_inline_max_settings(
     assert b"ci7:a:" + aid.hex().encode() in keys, keys
     assert b"ci7:o:" + output_id(body).hex().encode() in keys, keys
     assert all(k.startswith(b"ci7:") for k in keys), keys
-    assert all(0 < redis_client.ttl(k) <= 3600 for k in keys)
+    assert all(redis_client.ttl(k) > 0 for k in keys)
+    assert all(redis_client.ttl(k) <= 3600 for k in keys if k.startswith((b"ci7:a:", b"ci7:o:")))
     # Another runner with the same prefix finds it; one with the default prefix does not.
     other = start(redis_url=redis_server.url, env=env)
     assert_hit(other.get_wait(aid), body)

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -144,6 +145,7 @@ def make_runner(
     checkout: Path,
     go_env: dict[str, str],
     redis_url: str | None,
+    gocacheprog: str | None = None,
 ) -> Runner:
     home = base / f"runner-{name}"
     gocache, helper_dir = home / "gocache", home / "helper"
@@ -152,7 +154,7 @@ def make_runner(
     env = {**env, **go_env}  # go_env wins for everything Go; REDIS_* come from helper_env
     env.update(
         GOCACHE=str(gocache),
-        GOCACHEPROG=go_quote(helper_command()),
+        GOCACHEPROG=gocacheprog or go_quote(helper_command()),
         REDIS_GOCACHE_STATS_FILE=str(home / "stats.jsonl"),
     )
     env.pop("REDIS_URL", None)
@@ -163,7 +165,7 @@ def make_runner(
 
 def hit_ratio(stats: dict[str, Any]) -> float:
     assert stats["gets"] > 0, stats
-    return float(stats["hits"]) / stats["gets"]
+    return float(stats["hits"]) / float(stats["gets"])
 
 
 @pytest.fixture(scope="module")
@@ -230,7 +232,9 @@ def test_cold_runner_fills_redis(
         assert {b"oid", b"size", b"time"} <= set(h), (key, h)
         if h.get(b"ref") == b"o":
             blobs += 1
-            blob = rclient.strlen(b"gocache:o:" + h[b"oid"])
+            oid = h[b"oid"]
+            assert isinstance(oid, bytes)
+            blob = rclient.strlen(b"gocache:o:" + oid)
             assert blob == int(h[b"size"]), key
         else:
             assert len(h[b"body"]) == int(h[b"size"]), key
@@ -302,6 +306,28 @@ def test_go_list_export_files_outlive_go(
         assert Path(path).resolve().is_relative_to(d.helper_dir.resolve()), (pkg, path)
     stats = d.take_stats()
     assert stats["remote_hits"] > 0, stats
+
+
+def test_gocacheprog_with_quoted_path_and_flags(
+    runner_a: tuple[Runner, dict[str, Any], str, str],
+    base: Path,
+    go_env: dict[str, str],
+    e2e_redis: RedisServer,
+) -> None:
+    """``python -m redis_gocache`` with flags, the interpreter reached through a directory
+    whose name has a space: cmd/go splits GOCACHEPROG with quoted.Split."""
+    spaced = base / "python with space"
+    spaced.mkdir()
+    (spaced / "python").symlink_to(sys.executable)
+    stats = base / "runner-E-flag-stats.jsonl"
+    argv = [str(spaced / "python"), "-m", "redis_gocache", "--timeout", "2",
+            "--stats-file", str(stats)]  # fmt: skip
+    e = make_runner(base, "E", base / "checkout1" / "src", go_env, e2e_redis.url, go_quote(argv))
+    e.env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    e.stats_file = stats  # the flag beats REDIS_GOCACHE_STATS_FILE
+    assert e.build_and_run() == HELLO
+    got = e.take_stats()
+    assert hit_ratio(got) >= 0.95 and got["remote_hits"] > 50, got
 
 
 def test_local_mode_second_build_hits(base: Path, go_env: dict[str, str]) -> None:
