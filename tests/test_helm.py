@@ -741,3 +741,29 @@ def test_other_configs_start(name: str, tmp_path: Path) -> None:
         assert client.info("memory")["maxmemory_policy"] == "allkeys-lru"
     finally:
         server.cleanup()
+
+
+# --- docs/kubernetes.md ---------------------------------------------------------------------
+
+
+def test_kubernetes_doc_snippets_are_valid() -> None:
+    """Every YAML block of the runner recipes parses; the Pod recipe is a valid Pod that
+    names the chart's runner objects (release "gocache")."""
+    text = (ROOT / "docs" / "kubernetes.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", text, re.S)
+    assert len(blocks) >= 6
+    docs = [yaml.safe_load(block) for block in blocks]
+    pods = [d for d in docs if isinstance(d, dict) and d.get("kind") == "Pod"]
+    assert len(pods) == 1
+    kv.validate(pods[0], KUBE_VERSION, strict=True)
+    (container,) = pods[0]["spec"]["containers"]
+    refs = {next(iter(ref.values()))["name"] for ref in container["envFrom"]}
+    rendered = render()
+    rendered.get("ConfigMap", f"{FULLNAME}-runner")
+    rendered.get("Secret", f"{FULLNAME}-writer")
+    assert refs == {f"{FULLNAME}-runner", f"{FULLNAME}-writer"}
+    assert pods[0]["metadata"]["labels"] == {"redis-gocache/client": "true"}
+    # The ACL table shows the rules the chart really uses.
+    values = rendered_values()
+    for user in ("writer", "reader"):
+        assert values["auth"][user]["commands"] in text
