@@ -10,7 +10,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from redis_gocache import wire
-from redis_gocache.config import DEFAULT_BREAKER_COOLDOWN, Config
+from redis_gocache.config import Config
 from redis_gocache.exceptions import ConfigError, LocalStoreError
 
 if TYPE_CHECKING:
@@ -44,8 +44,26 @@ def write_all(fd: int, data: bytes) -> None:
 
 def local_root(config: Config) -> str:
     """The trust level's own directory: entries a read-only (untrusted) job wrote locally are
-    never served to a trusted helper, which does not re-verify local hits."""
-    return os.path.join(config.cache_dir, "v1-readonly" if config.read_only else "v1")
+    never served to a trusted helper, which does not re-verify local hits. A helper that checks
+    signatures gets a directory of its own per set of trusted keys, so it never serves a local
+    entry that was fetched without that check (see docs/security.md)."""
+    name = "v1-readonly" if config.read_only else "v1"
+    if config.trusted_keys:
+        from redis_gocache.signing import keyset_tag
+
+        name += "-verified-" + keyset_tag(config.trusted_keys)
+    return os.path.join(config.cache_dir, name)
+
+
+def _private_dirs(root: str) -> None:
+    """Make the store's directories 0700 (os.makedirs gives intermediate directories the
+    default mode); a stricter umask still applies."""
+    for path in (root, os.path.join(root, "a"), os.path.join(root, "o"),
+                 os.path.join(root, "tmp")):
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            pass
 
 
 def _quit(signum: int, frame: FrameType | None) -> None:
@@ -72,6 +90,7 @@ def run_helper(config: Config) -> int:
     stats = Stats()
     try:
         os.makedirs(config.cache_dir, mode=0o700, exist_ok=True)
+        _private_dirs(local_root(config))
         local = DiskStore(local_root(config)).open()
     except (OSError, LocalStoreError) as exc:
         log(f"cannot use the local cache directory: {exc}")
@@ -125,6 +144,16 @@ def _make_remote(config: Config, stats: Stats) -> Remote | None:
     from redis_gocache.remote import Breaker, Remote
     from redis_gocache.store.redis import RedisStore, redact_url
 
+    signer = verifier = None
+    if config.signing_key or config.trusted_keys:
+        # Loaded now, not on first use: a bad key is one clear line, and Redis stays off
+        # rather than be written unsigned or read unverified.
+        from redis_gocache.signing import Signer, Verifier
+
+        if config.signing_key:
+            signer = Signer.from_file(config.signing_key)
+        if config.trusted_keys:
+            verifier = Verifier.from_files(config.trusted_keys)
     store = RedisStore(
         config.redis_url,
         prefix=config.prefix,
@@ -137,10 +166,13 @@ def _make_remote(config: Config, stats: Stats) -> Remote | None:
         tls_ca=config.tls_ca,
         tls_cert=config.tls_cert,
         tls_key=config.tls_key,
+        read_only=config.read_only,
+        signer=signer,
+        verifier=verifier,
     )
     describe = redact_url(config.redis_url)
     # One breaker per server and prefix; the name must not leak the password into the disk.
     tag = hashlib.sha256(f"{describe} {config.prefix}".encode()).hexdigest()[:16]
-    breaker = Breaker(os.path.join(config.cache_dir, f"breaker-{tag}"), DEFAULT_BREAKER_COOLDOWN)
+    breaker = Breaker(os.path.join(config.cache_dir, f"breaker-{tag}"), config.breaker_cooldown)
     return Remote(store, stats=stats, log=log, describe=describe,
                   read_only=config.read_only, breaker=breaker)

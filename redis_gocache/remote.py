@@ -4,7 +4,12 @@ Every remote call goes through :class:`Remote`, which turns failures into misses
 uploads, says so once on stderr, and stops calling a Redis that is down. Because every ``go``
 command starts a new helper, the decision "Redis is down" is also written to a small breaker
 file in the local directory: the next helper skips Redis at once instead of paying the
-timeout again, until the cool-down has passed.
+timeout again, until the cool-down has passed. After the cool-down one helper tries again
+(half-open): a success removes the file, a failure sets a new cool-down.
+
+Settings that turn out unusable only when Redis is first used (a URL redis-py cannot parse,
+a key file that is not a key) switch Redis off for this run, with one line saying why; they
+do not trip the breaker, which is for outages.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import time
 from collections.abc import Callable, Sequence
 
 from redis_gocache.exceptions import (
+    ConfigError,
+    LocalStoreError,
     PermissionDenied,
     RejectedEntry,
     RemoteError,
@@ -47,9 +54,10 @@ class Breaker:
     def trip(self) -> None:
         tmp = f"{self.path}.{os.getpid()}.tmp"
         try:
-            with open(tmp, "w", encoding="ascii") as f:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="ascii") as f:
                 f.write(f"{time.time() + self.cooldown:.3f}\n")
-            os.replace(tmp, self.path)
+            os.replace(tmp, self.path)  # Atomic: a concurrent helper reads old or new.
         except OSError:
             pass  # Without the file the next helper pays one timeout: acceptable.
 
@@ -106,6 +114,13 @@ class Remote:
                     self._breaker.reset()
                 self._breaker_was_set = False
 
+    def _unusable(self, exc: ConfigError) -> None:
+        with self._lock:
+            if self.readable or self.writable:
+                self.readable = self.writable = False
+                self._log(f"cannot use Redis at {self._describe}: {exc}; "
+                          "continuing with the local cache only")
+
     def _failed(self, exc: RemoteError, writing: bool) -> None:
         with self._lock:
             if isinstance(exc, PermissionDenied) and writing:
@@ -142,6 +157,10 @@ class Remote:
             self.stats.add(get_errors=1)
             self._failed(exc, writing=False)
             return None
+        except ConfigError as exc:
+            self.stats.add(get_errors=1)
+            self._unusable(exc)
+            return None
         finally:
             self.stats.add(remote_wait_seconds=time.perf_counter() - start)
         self._ok()
@@ -157,7 +176,11 @@ class Remote:
             self.stats.add(upload_errors=1)
             self._failed(exc, writing=True)
             return
-        except OSError:
+        except ConfigError as exc:
+            self.stats.add(upload_errors=1)
+            self._unusable(exc)
+            return
+        except (LocalStoreError, OSError):
             # The local file went away (a trim, a rm -rf): nothing to upload.
             self.stats.add(upload_errors=1)
             return
@@ -174,6 +197,9 @@ class Remote:
             self.store.refresh(items)
         except RemoteError as exc:
             self._failed(exc, writing=True)
+            return False
+        except ConfigError as exc:
+            self._unusable(exc)
             return False
         self.stats.add(refreshed=len(items))
         return True

@@ -17,6 +17,11 @@ Write order: the blob is complete before the hash that points to it is written, 
 is replaced as a whole (``MULTI``: ``DEL``, ``HSET``, ``EXPIRE``), so a reader sees either the
 old record or the new one, never a mix of two writers' fields.
 
+Trust: a store made with ``read_only=True`` refuses every write before anything is sent (the
+Redis ACL reader user is what enforces it; this is the second fence). With a ``signer`` every
+record carries a ``sig`` field (see :mod:`redis_gocache.signing`); with a ``verifier`` a record
+whose signature is missing or wrong is rejected before its body is fetched.
+
 redis-py is imported when the first command is sent, not before: a helper whose every request
 is a local hit never pays for the import.
 """
@@ -25,12 +30,15 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import parse_qsl, urlencode
 
 from redis_gocache.exceptions import (
     ConfigError,
+    LocalStoreError,
     PermissionDenied,
     RejectedEntry,
     RemoteError,
@@ -43,6 +51,8 @@ from redis_gocache.store.disk import is_hex_id
 if TYPE_CHECKING:
     import redis
 
+    from redis_gocache.signing import Signer, Verifier
+
 STREAM_CHUNK = 4 * 1024 * 1024
 """Blobs larger than this travel in pieces this size (APPEND on the way in, GETRANGE on the
 way out), so neither side holds a whole large output in memory."""
@@ -54,6 +64,11 @@ REFRESH_BATCH = 500
 """Entries per pipelined round trip when refreshing TTLs."""
 
 OUT_OF_MEMORY = "OOM"
+
+MAX_CLOCK_SKEW_NS = 24 * 3600 * 10**9
+"""A record's put time may be this far in the future (clocks of runners differ); later is
+garbage. cmd/go expires test results by this time, so one from the future would outlive
+``go clean -testcache``, and one past year 9999 is not a time Go can parse."""
 
 
 class RedisStore:
@@ -73,8 +88,14 @@ class RedisStore:
         tls_ca: str | None = None,
         tls_cert: str | None = None,
         tls_key: str | None = None,
+        read_only: bool = False,
+        signer: Signer | None = None,
+        verifier: Verifier | None = None,
     ) -> None:
         self.url = url
+        self.read_only = read_only
+        self.signer = signer
+        self.verifier = verifier
         self.prefix = prefix
         self.ttl = ttl
         self.inline_max = inline_max
@@ -120,12 +141,24 @@ class RedisStore:
         try:
             pool = redis.BlockingConnectionPool.from_url(
                 self.url,
+                # Bounds of one stalled call: connect and each reply wait socket timeouts, a
+                # busy pool waits ``timeout``; each retry pays them again after a short backoff.
                 retry=Retry(ExponentialBackoff(cap=0.1, base=0.01), self._retries),
                 **kwargs,
             )
-        except ValueError as exc:
-            raise ConfigError(f"bad Redis URL {redact_url(self.url)}: {exc}") from None
+        except (ValueError, TypeError):
+            # Not the parser's message: for a URL like redis://:pa/ss@host it quotes a piece of
+            # the password as the "port".
+            raise ConfigError(
+                f"cannot parse the Redis URL {redact_url(self.url)} (a password with / ? # or "
+                "@ must be percent-encoded, or given in REDIS_PASSWORD)"
+            ) from None
         return redis.Redis(connection_pool=pool)
+
+    def _writing(self) -> None:
+        """Safety check before any write: a read-only store sends none."""
+        if self.read_only:
+            raise PermissionDenied("this helper is read-only")
 
     @contextmanager
     def _translate(self) -> Iterator[None]:
@@ -165,6 +198,10 @@ class RedisStore:
             if not raw:
                 return None
             entry = parse_record(raw)
+            if self.verifier is not None:
+                problem = self.verifier.verify(action_id, entry, raw.get(b"sig"))
+                if problem is not None:
+                    raise RejectedEntry(problem, "record is not signed by a trusted key")
             body = raw.get(b"body")
             if body is not None:
                 if len(body) != entry.size:
@@ -201,16 +238,22 @@ class RedisStore:
     # -- writes -----------------------------------------------------------------------
 
     def put(self, action_id: bytes, entry: Entry, path: str) -> None:
+        self._writing()
         akey = self._key("a", action_id)
         fields: dict[str, bytes | str | int] = {
             "oid": entry.output_id.hex(),
             "size": entry.size,
             "time": entry.time_ns,
         }
+        if self.signer is not None:
+            fields["sig"] = self.signer.sign(action_id, entry)
+        # Read small bodies before talking to Redis: a local file that vanished is not an
+        # outage (inside _translate an OSError would be taken for one).
+        data = _read_file(path) if entry.size <= STREAM_CHUNK else None
         with self._translate():
             client = self.client()
             if entry.size <= self.inline_max:
-                fields["body"] = _read_file(path) if entry.size else b""
+                fields["body"] = data or b""
                 pipe = client.pipeline(transaction=True)
                 self._write_record(pipe, akey, fields)
                 pipe.execute()
@@ -220,7 +263,8 @@ class RedisStore:
             if entry.size <= STREAM_CHUNK:
                 # One round trip: the blob, then the record, in one MULTI.
                 pipe = client.pipeline(transaction=True)
-                pipe.set(okey, _read_file(path), ex=self.ttl)
+                assert data is not None  # read above: size <= STREAM_CHUNK
+                pipe.set(okey, data, ex=self.ttl)
                 self._write_record(pipe, akey, fields)
                 pipe.execute()
                 return
@@ -240,10 +284,10 @@ class RedisStore:
 
     def _upload(self, client: redis.Redis, okey: str, path: str, size: int) -> None:
         tkey = self._key("t", os.urandom(16))
-        with open(path, "rb") as f:
+        with _open_local(path) as f:
             first = True
             while True:
-                piece = f.read(STREAM_CHUNK)
+                piece = _read_piece(f)
                 if not piece:
                     break
                 if first:
@@ -260,6 +304,7 @@ class RedisStore:
         pipe.execute()
 
     def refresh(self, items: Sequence[tuple[bytes, Entry]]) -> None:
+        self._writing()
         with self._translate():
             client = self.client()
             for start in range(0, len(items), REFRESH_BATCH):
@@ -300,26 +345,49 @@ def parse_record(raw: dict[bytes, bytes]) -> Entry:
         raise RejectedEntry("bad_fields", "record has a garbled oid, size or time") from None
     if not is_hex_id(oid):
         raise RejectedEntry("bad_fields", "record's output id is not 32 bytes of hex")
-    if size < 0 or time_ns <= 0:
+    if size < 0 or time_ns <= 0 or time_ns > time.time_ns() + MAX_CLOCK_SKEW_NS:
         raise RejectedEntry("bad_fields", "record's size or time is out of range")
     return Entry(bytes.fromhex(oid), size, time_ns)
 
 
 def _read_file(path: str) -> bytes:
-    with open(path, "rb") as f:
-        return f.read()
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise LocalStoreError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _open_local(path: str) -> Any:
+    try:
+        return open(path, "rb")
+    except OSError as exc:
+        raise LocalStoreError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _read_piece(f: Any) -> bytes:
+    try:
+        return cast(bytes, f.read(STREAM_CHUNK))
+    except OSError as exc:
+        raise LocalStoreError(f"cannot read {f.name}: {exc.strerror}") from None
 
 
 def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``, for messages."""
+    """``url`` with any password (in the user part or a ``password=`` query argument)
+    replaced by ``***``, for messages."""
     scheme, sep, rest = url.partition("://")
     if not sep:
         return url
     auth, at, host = rest.rpartition("@")
-    if not at:
-        return url
-    user, colon, _ = auth.partition(":")
-    return f"{scheme}://{user}{':***' if colon else ''}@{host}"
+    if at:
+        user, colon, _ = auth.partition(":")
+        rest = f"{user}{':***' if colon else ''}@{host}"
+    base, q, query = rest.partition("?")
+    if q and "password" in query.lower():
+        pairs = [(k, "***" if "password" in k.lower() else v)
+                 for k, v in parse_qsl(query, keep_blank_values=True)]
+        rest = f"{base}?{urlencode(pairs, safe='*')}"
+    return f"{scheme}://{rest}"
 
 
 __all__ = ["RedisStore", "parse_record", "redact_url"]
