@@ -583,6 +583,15 @@ def test_writer_can_send_every_command_of_the_design(live: LiveRedis) -> None:
     assert w.strlen(blob) == 10
     assert w.hincrby("gocache:s:fleet", "gets", 3) == 3
     assert w.delete(action, blob, "gocache:s:fleet") == 3
+    # The operator commands (stats, doctor, trim, flush) scan, measure and unlink.
+    assert w.set("gocache:o:op", b"x", ex=60) is True
+    assert list(w.scan_iter(match="gocache:o:*", count=100)) == [b"gocache:o:op"]
+    assert w.dbsize() >= 1 and w.exists("gocache:o:op") == 1 and w.ttl("gocache:o:op") > 0
+    assert w.memory_usage("gocache:o:op") > 0
+    assert {"redis_version", "used_memory", "evicted_keys"} <= set(
+        w.info("server") | w.info("memory") | w.info("stats"))
+    assert w.getdel("gocache:o:op") == b"x"
+    assert w.set("gocache:o:op", b"x") is True and w.unlink("gocache:o:op") == 1
     # RESP3 (HELLO) works too.
     resp3 = live.client("writer", protocol=3)
     assert resp3.ping() is True
