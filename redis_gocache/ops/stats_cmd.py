@@ -242,13 +242,14 @@ def render_prometheus(data: Mapping[str, Any]) -> str:
         rows = list(samples)
         if not rows:
             return
-        full = f"redis_gocache_{name}"
+        # The 0.0.4 text format names a counter's family with its _total suffix.
+        full = f"redis_gocache_{name}{suffix}"
         out.append(f"# HELP {full} {help_}")
         out.append(f"# TYPE {full} {kind}")
         for labels, value in rows:
             text = ",".join(f'{k}="{_label(v)}"' for k, v in labels.items())
-            out.append(f"{full}{suffix}{{{text}}} {_number(value)}" if text
-                       else f"{full}{suffix} {_number(value)}")
+            out.append(f"{full}{{{text}}} {_number(value)}" if text
+                       else f"{full} {_number(value)}")
 
     spaces: Mapping[str, Any] = data["namespaces"]
 
