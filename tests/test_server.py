@@ -588,6 +588,46 @@ def test_redis_down_at_start(start: Start, tmp_path: Path) -> None:
     cmd.close()
 
 
+def test_full_redis_never_turns_into_err(start: Start) -> None:
+    """Redis refusing writes (OOM under noeviction): puts still answer with a DiskPath."""
+    args = ["--maxmemory", "1mb", "--maxmemory-policy", "noeviction"]
+    with RedisServer(args) as server:
+        cmd = start(redis_url=server.url)
+        bodies = {action_id(f"oom {i}"): os.urandom(700_000) for i in range(4)}
+        for aid, body in bodies.items():
+            put = cmd.put_wait(aid, body)
+            assert "Err" not in put, put
+            assert_file(put["DiskPath"], body)
+        for aid, body in bodies.items():
+            assert_hit(cmd.get_wait(aid), body)
+        cmd.close(timeout=20)
+        assert cmd.junk == []
+        # The failure path really ran: Redis could not take every body.
+        with redis.Redis.from_url(server.url, socket_timeout=5) as client:
+            stored = [aid for aid in bodies if client.exists(f"gocache:a:{aid.hex()}")]
+        assert len(stored) < len(bodies), "Redis took everything: the test proves nothing"
+
+
+def test_read_only_helper_writes_nothing_to_redis(
+    start: Start, redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    trusted_body, untrusted_body = b"from main branch", b"from a fork"
+    seeded, forked = action_id("trusted"), action_id("untrusted")
+    trusted = start(redis_url=redis_server.url)
+    trusted.put_wait(seeded, trusted_body)
+    trusted.close()
+    before = sorted(redis_client.scan_iter("gocache:[ao]:*"))
+
+    ro = start(redis_url=redis_server.url, env={"REDIS_GOCACHE_READONLY": "1"})
+    assert_hit(ro.get_wait(seeded), trusted_body)
+    put = ro.put_wait(forked, untrusted_body)
+    assert_file(put["DiskPath"], untrusted_body)
+    assert_hit(ro.get_wait(forked), untrusted_body)
+    ro.close()
+    assert sorted(redis_client.scan_iter("gocache:[ao]:*")) == before
+    assert not redis_client.exists(f"gocache:a:{forked.hex()}")
+
+
 # -- bad input ------------------------------------------------------------------------
 
 GOOD = b"good body"

@@ -281,7 +281,8 @@ def test_other_path_with_trimpath_hits_redis(
 ) -> None:
     c = make_runner(base, "C", base / "checkout2" / "src", go_env, e2e_redis.url)
     assert c.build_and_run("-trimpath") == HELLO
-    c.go("test", "-trimpath", "./...")
+    test_out = c.go("test", "-trimpath", "./...").stdout
+    assert "ok  \texample.com/cachedemo/greet\t(cached)" in test_out, test_out
     stats = c.take_stats()
     assert hit_ratio(stats) >= 0.95, stats
     assert stats["remote_hits"] > 50, stats
