@@ -144,6 +144,13 @@ def parse_prefix(text: str) -> str:
     return text
 
 
+def parse_spill_dir(text: str) -> str:
+    """The spill directory, made absolute. It is a mount point: the helper never creates it."""
+    if not text.strip():
+        raise ConfigError("empty spill directory")
+    return os.path.abspath(os.path.expanduser(text))
+
+
 @dataclasses.dataclass(frozen=True)
 class Option:
     """One setting: its flags, environment variable, parser and help text."""
@@ -175,6 +182,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("inline_max", ("--inline-max",), "REDIS_GOCACHE_INLINE_MAX",
            f"Largest output stored inside the action hash [default: {DEFAULT_INLINE_MAX}]",
            parse_size, "BYTES"),
+    Option("spill_dir", ("--spill-dir",), "REDIS_GOCACHE_SPILL_DIR",
+           "Shared directory (a ReadWriteMany volume) for outputs above --inline-max; Redis "
+           "then holds a pointer [default: unset: large outputs go to Redis]",
+           parse_spill_dir, "DIR"),
     Option("read_only", ("--read-only",), "REDIS_GOCACHE_READONLY",
            "Never write to Redis (for untrusted jobs); puts still land on local disk."),
     Option("timeout", ("--timeout",), "REDIS_GOCACHE_TIMEOUT",
@@ -232,6 +243,7 @@ class Config:
     prefix: str = DEFAULT_PREFIX
     ttl: int = DEFAULT_TTL
     inline_max: int = DEFAULT_INLINE_MAX
+    spill_dir: str | None = None
     read_only: bool = False
     timeout: float = DEFAULT_TIMEOUT
     retries: int = DEFAULT_RETRIES

@@ -16,6 +16,7 @@ from redis_gocache.exceptions import ConfigError, LocalStoreError
 if TYPE_CHECKING:
     from redis_gocache.remote import Remote
     from redis_gocache.stats import Stats
+    from redis_gocache.store.spill import SpillDir
 
 
 def log(message: str) -> None:
@@ -137,6 +138,15 @@ def _end_of_run(config: Config, remote: Remote | None, stats: Stats, root: str) 
         log(f"end-of-run housekeeping failed: {exc!r}")
 
 
+def _make_spill(config: Config) -> SpillDir | None:
+    """The shared directory for large outputs (--spill-dir), if one is set."""
+    if not config.spill_dir:
+        return None
+    from redis_gocache.store.spill import SpillDir
+
+    return SpillDir(config.spill_dir, log=log)
+
+
 def _make_remote(config: Config, stats: Stats) -> Remote | None:
     if not config.redis_url:
         log(f"no REDIS_URL configured; caching on local disk only ({config.cache_dir})")
@@ -169,6 +179,7 @@ def _make_remote(config: Config, stats: Stats) -> Remote | None:
         read_only=config.read_only,
         signer=signer,
         verifier=verifier,
+        spill=_make_spill(config),
     )
     describe = redact_url(config.redis_url)
     # One breaker per server and prefix; the name must not leak the password into the disk.

@@ -4,7 +4,8 @@ Keys (every one under the configured prefix, default ``gocache:``; see docs/desi
 
 * ``a:<action-hex>``: a hash with ``oid`` (output id, hex), ``size``, ``time`` (put time in
   ns), and either ``body`` (the output, when it is at most ``inline_max`` bytes) or
-  ``ref`` = ``o`` (the output is in the blob key below).
+  ``ref`` = ``o`` (the output is in the blob key below), or ``ref`` = ``f:o/<hh>/<output-hex>``
+  (with a spill directory: the output is that file there, see :mod:`redis_gocache.store.spill`).
 * ``o:<output-hex>``: a large output, shared by every action that produced it.
 * ``t:<random-hex>``: a large upload in progress, renamed to its ``o:`` key when complete.
 
@@ -15,7 +16,10 @@ blob sets the blob's TTL too, so a blob never expires before the newest hash poi
 
 Write order: the blob is complete before the hash that points to it is written, and the hash
 is replaced as a whole (``MULTI``: ``DEL``, ``HSET``, ``EXPIRE``), so a reader sees either the
-old record or the new one, never a mix of two writers' fields.
+old record or the new one, never a mix of two writers' fields. On a Redis Cluster the blob
+and the record sit in different slots, which no ``MULTI`` spans: the blob is written first,
+then the record's own ``MULTI`` (one key, one slot); an upload key carries the blob key as its
+hash tag (``t:<random-hex>{<prefix>o:<output-hex>}``) so that ``RENAME`` stays in one slot.
 
 Trust: a store made with ``read_only=True`` refuses every write before anything is sent (the
 Redis ACL reader user is what enforces it; this is the second fence). With a ``signer`` every
@@ -47,11 +51,15 @@ from redis_gocache.exceptions import (
 )
 from redis_gocache.store.base import Entry, Sink
 from redis_gocache.store.disk import is_hex_id
+from redis_gocache.store.spill import POINTER_PREFIX
+from redis_gocache.store.topology import CLUSTER, SINGLE, is_tls, kind_of
+from redis_gocache.store.topology import connect as connect_topology
 
 if TYPE_CHECKING:
     import redis
 
     from redis_gocache.signing import Signer, Verifier
+    from redis_gocache.store.spill import SpillDir
 
 STREAM_CHUNK = 4 * 1024 * 1024
 """Blobs larger than this travel in pieces this size (APPEND on the way in, GETRANGE on the
@@ -91,11 +99,13 @@ class RedisStore:
         read_only: bool = False,
         signer: Signer | None = None,
         verifier: Verifier | None = None,
+        spill: SpillDir | None = None,
     ) -> None:
         self.url = url
         self.read_only = read_only
         self.signer = signer
         self.verifier = verifier
+        self.spill = spill  # outputs above inline_max go there, not to o: keys
         self.prefix = prefix
         self.ttl = ttl
         self.inline_max = inline_max
@@ -115,6 +125,9 @@ class RedisStore:
         if tls_key:
             self._conn_kwargs["ssl_keyfile"] = tls_key
         self._retries = retries
+        # A Cluster spreads keys over slots and no MULTI spans two, so puts write the blob
+        # first and the record second (see put); a Sentinel primary is one server.
+        self._clustered = kind_of(url) == CLUSTER
         self._client: redis.Redis | None = None
         self._lock = threading.Lock()
 
@@ -134,10 +147,13 @@ class RedisStore:
         from redis.retry import Retry
 
         kwargs = dict(self._conn_kwargs)
-        if not self.url.startswith("rediss://"):
+        if not is_tls(self.url):
             for key in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
                 if kwargs.pop(key, None):
                     raise ConfigError("TLS options need a rediss:// URL")
+        if kind_of(self.url) != SINGLE:
+            return connect_topology(
+                self.url, kwargs, Retry(ExponentialBackoff(cap=0.1, base=0.01), self._retries))
         try:
             pool = redis.BlockingConnectionPool.from_url(
                 self.url,
@@ -185,6 +201,9 @@ class RedisStore:
             raise RemoteUnavailable(f"{type(exc).__name__}: {exc}") from None
         except rex.RedisError as exc:
             raise RemoteError(f"{type(exc).__name__}: {exc}") from None
+        except rex.RedisClusterException as exc:
+            # Not a RedisError: a slot no node serves, a pipeline that spans slots.
+            raise RemoteError(f"{type(exc).__name__}: {exc}") from None
 
     def _key(self, kind: str, ident: bytes | str) -> str:
         return f"{self.prefix}{kind}:{ident if isinstance(ident, str) else ident.hex()}"
@@ -209,10 +228,17 @@ class RedisStore:
                 if body:
                     sink(body)
                 return entry
-            if raw.get(b"ref") != b"o":
-                raise RejectedEntry("bad_fields", "record has neither body nor blob reference")
-            self._read_blob(client, self._key("o", entry.output_id), entry.size, sink)
-            return entry
+            ref = raw.get(b"ref", b"")
+            if not ref.startswith(POINTER_PREFIX):
+                if ref != b"o":
+                    raise RejectedEntry("bad_fields", "record has neither body nor blob reference")
+                self._read_blob(client, self._key("o", entry.output_id), entry.size, sink)
+                return entry
+        # A spill pointer, read outside _translate: the volume's trouble is no Redis outage.
+        if self.spill is None:
+            raise RejectedEntry("spill_unmounted", "output is in a spill directory not set here")
+        self.spill.read(ref[len(POINTER_PREFIX):], entry, sink)
+        return entry
 
     def _read_blob(self, client: redis.Redis, key: str, size: int, sink: Sink) -> None:
         if size <= STREAM_CHUNK:
@@ -247,6 +273,15 @@ class RedisStore:
         }
         if self.signer is not None:
             fields["sig"] = self.signer.sign(action_id, entry)
+        if self.spill is not None and entry.size > self.inline_max:
+            # Into the shared spill directory first, the record pointing at it second; the
+            # volume's trouble (LocalStoreError) is no Redis outage, so outside _translate.
+            fields["ref"] = POINTER_PREFIX.decode() + self.spill.store(entry, path)
+            with self._translate():
+                pipe = self.client().pipeline(transaction=True)
+                self._write_record(pipe, akey, fields)
+                pipe.execute()
+            return
         # Read small bodies before talking to Redis: a local file that vanished is not an
         # outage (inside _translate an OSError would be taken for one).
         data = _read_file(path) if entry.size <= STREAM_CHUNK else None
@@ -261,9 +296,16 @@ class RedisStore:
             fields["ref"] = "o"
             okey = self._key("o", entry.output_id)
             if entry.size <= STREAM_CHUNK:
+                assert data is not None  # read above: size <= STREAM_CHUNK
+                if self._clustered:
+                    # Two slots: the blob is stored before the record that points at it.
+                    client.set(okey, data, ex=self.ttl)
+                    pipe = client.pipeline(transaction=True)
+                    self._write_record(pipe, akey, fields)
+                    pipe.execute()
+                    return
                 # One round trip: the blob, then the record, in one MULTI.
                 pipe = client.pipeline(transaction=True)
-                assert data is not None  # read above: size <= STREAM_CHUNK
                 pipe.set(okey, data, ex=self.ttl)
                 self._write_record(pipe, akey, fields)
                 pipe.execute()
@@ -273,7 +315,8 @@ class RedisStore:
             if not client.expire(okey, self.ttl):
                 self._upload(client, okey, path, entry.size)
             pipe = client.pipeline(transaction=True)
-            pipe.expire(okey, self.ttl)
+            if not self._clustered:  # clustered: the EXPIRE or upload above set the TTL
+                pipe.expire(okey, self.ttl)
             self._write_record(pipe, akey, fields)
             pipe.execute()
 
@@ -284,6 +327,10 @@ class RedisStore:
 
     def _upload(self, client: redis.Redis, okey: str, path: str, size: int) -> None:
         tkey = self._key("t", os.urandom(16))
+        if self._clustered:
+            # RENAME needs both keys in one slot: the hash tag {<okey>} puts the upload key in
+            # the blob's slot (the blob key has no braces, so its slot is that of its name).
+            tkey += f"{{{okey}}}"
         with _open_local(path) as f:
             first = True
             while True:
@@ -314,6 +361,10 @@ class RedisStore:
                     if entry.size > self.inline_max:
                         pipe.expire(self._key("o", entry.output_id), self.ttl)
                 pipe.execute()
+        if self.spill is not None:
+            for _, entry in items:
+                if entry.size > self.inline_max:
+                    self.spill.mark_used(entry.output_id)
 
     def ping(self) -> float:
         """Round-trip time of one PING, in seconds."""
