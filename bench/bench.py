@@ -23,6 +23,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import shlex
 import shutil
 import statistics
@@ -382,9 +383,10 @@ def rss_round(env: Env, plan: Plan, results: dict[str, Any]) -> None:
 
 _PROFILE_WRAPPER = """#!/bin/sh
 # py-spy prints its own messages on stdout, which is the protocol's: give it stderr, and hand
-# the helper the real stdout through fd 3.
+# the helper the real stdout through fd 3. --gil keeps only samples of the thread holding the
+# GIL: the helper's Python CPU time, without threads parked on a queue or a pipe read.
 exec 3>&1 1>&2
-exec {pyspy} record --rate 250 --format raw --output "{out}/helper-$$.txt" -- \\
+exec {pyspy} record --gil --rate {rate} --format raw --output "{out}/helper-$$.txt" -- \\
     {python} -c 'import os, sys, runpy; os.dup2(3, 1); os.close(3); {run}'
 """
 
@@ -411,6 +413,7 @@ def profile(env: Env, wl: Workload, out_dir: Path) -> dict[str, Any]:
         raw_dir.mkdir(parents=True, exist_ok=True)
         wrapper = raw_dir / "wrapper.sh"
         wrapper.write_text(_PROFILE_WRAPPER.format(pyspy=pyspy, out=raw_dir, python=python,
+                                                   rate=PROFILE_RATE,
                                                    run=run.replace("'", "\"")))
         wrapper.chmod(0o755)
         go_env = env.go_env(env.fresh_dir(f"prof-{key}-gocache"),
@@ -421,6 +424,12 @@ def profile(env: Env, wl: Workload, out_dir: Path) -> dict[str, Any]:
         env.log(f"  profiled {wl.name} {key}: {seconds:.2f} s, raw stacks in {raw_dir}")
     shutil.rmtree(env.work / "runs")
     return report
+
+
+_LINE_NO = re.compile(r":\d+\)$")
+
+PROFILE_RATE = 250
+"""py-spy samples per second."""
 
 
 def hotspots(raw_dir: Path, top: int = 12) -> dict[str, Any]:
@@ -435,13 +444,14 @@ def hotspots(raw_dir: Path, top: int = 12) -> dict[str, Any]:
                 continue
             count = int(count_text)
             total += count
-            frames = stack.split(";")
+            # "func (path/file.py:123)" -> "func (path/file.py)": one row per function.
+            frames = [_LINE_NO.sub(")", f) for f in stack.split(";")]
             own[frames[-1]] += count
             for frame in set(frames):
                 inclusive[frame] += count
     def share(c: collections.Counter[str]) -> list[tuple[str, float]]:
         return [(f, n / total) for f, n in c.most_common(top)] if total else []
-    return {"samples": total, "self": share(own),
+    return {"samples": total, "cpu_seconds": total / PROFILE_RATE, "self": share(own),
             "inclusive": share(collections.Counter(
                 {f: n for f, n in inclusive.items() if "redis_gocache" in f}))}
 
@@ -611,10 +621,10 @@ def print_report(results: dict[str, Any], summary: dict[str, Any]) -> None:
     prof = results.get("profile")
     if prof:
         print()
-        print("Profile (py-spy, CPU samples of the helper; share of all samples)")
+        print("Profile (py-spy --gil: the helper's Python CPU; share of those samples)")
         for key, p in prof.items():
-            print(f"  {key}: {p['samples']} samples, build {p['seconds_under_pyspy']:.2f} s "
-                  "under py-spy")
+            print(f"  {key}: {p['cpu_seconds']:.2f} s of Python CPU in a build of "
+                  f"{p['seconds_under_pyspy']:.2f} s under py-spy")
             for frame, share in p["self"][:8]:
                 print(f"    self {share:6.1%}  {frame}")
             for frame, share in p["inclusive"][:6]:
@@ -630,7 +640,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: 1 rep, the generated module only, small bodies")
-    ap.add_argument("--reps", type=int, help="repetitions of every scenario [default: 5]")
+    ap.add_argument("--reps", type=int,
+                    help="repetitions of every scenario [default: 5]; 0 with --profile: "
+                    "profile only")
     ap.add_argument("--json", metavar="FILE", help="write every figure to FILE")
     ap.add_argument("--helper", metavar="CMD",
                     help="the helper command [default: the redis-gocache console script]")
@@ -644,7 +656,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     plan = QUICK if args.quick else FULL
     if args.reps is not None:
-        plan = dataclasses.replace(plan, reps=max(1, args.reps))
+        plan = dataclasses.replace(plan, reps=max(0, args.reps))
     if args.workloads:
         plan = dataclasses.replace(plan, workloads=tuple(args.workloads.split(",")))
     helper, pythonpath, how = (None, False, "disabled") if args.no_helper else \
@@ -693,8 +705,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 helper_round(env, plan, results)
                 log(f"  helper alone: {len(results['latency'].get('put', []))} samples so far")
         if helper is not None:
-            log(f"peak RSS with a {plan.rss_body // MiB} MiB body")
-            rss_round(env, plan, results)
+            if plan.reps:
+                log(f"peak RSS with a {plan.rss_body // MiB} MiB body")
+                rss_round(env, plan, results)
             if args.profile:
                 out = Path(args.profile).resolve()
                 results["profile"] = profile(env, wls[0], out)
