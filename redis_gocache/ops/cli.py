@@ -167,23 +167,37 @@ def doctor(as_json: bool, **values: Any) -> None:
                    "[default: --trim-max-size, no cap].")
 @click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--spill", is_flag=True,
+              help="Trim the shared spill directory (--spill-dir) instead: remove files no "
+                   "runner referenced for --max-age [default: --ttl].")
 @helper_options
 def trim(max_age: str | None, max_size: str | None, dry_run: bool, as_json: bool,
-         **values: Any) -> None:
+         spill: bool, **values: Any) -> None:
     """Remove old local files (never one used within the last hour)."""
     from redis_gocache.ops.common import human_bytes
     from redis_gocache.ops.trim import TrimResult, count_entries, roots, trim_root
 
     config = settings(values)
-    age = _converter(parse_duration)(max_age) or config.trim_max_age
+    if spill and not config.spill_dir:
+        raise click.UsageError("--spill needs --spill-dir (REDIS_GOCACHE_SPILL_DIR)")
+    if spill and max_size is not None:
+        raise click.UsageError("--max-size does not apply to --spill")
+    age = _converter(parse_duration)(max_age) or (config.ttl if spill else config.trim_max_age)
     cap = _converter(parse_size)(max_size)
     cap = config.trim_max_size if cap is None else cap
     total = TrimResult()
     per_root: dict[str, dict[str, int]] = {}
-    for root in roots(config.cache_dir):
+    targets = [config.spill_dir] if spill and config.spill_dir else roots(config.cache_dir)
+    for root in targets:
         length = count_entries(root) if sys.stderr.isatty() else None
         with _Bar(length, f"trimming {root}") as step:
-            result = trim_root(root, max_age=age, max_size=cap, dry_run=dry_run, progress=step)
+            if spill:
+                from redis_gocache.ops.spill_trim import trim_spill
+
+                result = trim_spill(root, max_age=age, dry_run=dry_run, progress=step)
+            else:
+                result = trim_root(root, max_age=age, max_size=cap, dry_run=dry_run,
+                                   progress=step)
         per_root[root] = result.as_dict()
         total.add(result)
     if as_json:
