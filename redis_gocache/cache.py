@@ -50,14 +50,14 @@ class Cache:
     # -- gets -------------------------------------------------------------------------
 
     def get_local(self, action_id: bytes) -> tuple[Entry, str] | None:
-        """A hit from the local directory (no hashing, no Redis), or ``None``."""
+        """A hit from the local directory (no hashing, no Redis), or ``None``. Counted by the
+        caller, which counts the whole get at once."""
         found = self.local.lookup(action_id.hex())
         if found is None:
             return None
         entry, path, refreshed = found
         if self.remote is not None and time.time() - refreshed > REFRESH_INTERVAL:
             self._note_served(action_id, entry, local=True)
-        self.stats.add(local_hits=1, hit_bytes=entry.size)
         return entry, path
 
     def get_remote(self, action_id: bytes) -> tuple[Entry, str] | None:

@@ -121,12 +121,14 @@ class Server:
             self._put(req)
 
     def _get(self, req: wire.Request) -> None:
-        self.stats.add(gets=1)
         hit = self.cache.get_local(req.action_id)
         if hit is not None:
             entry, path = hit
+            self.stats.local_hit(entry.size)
             self.send(wire.hit_response(req.id, entry.output_id, entry.size, entry.time_ns, path))
-        elif self.cache.remote_readable:
+            return
+        self.stats.add(gets=1)
+        if self.cache.remote_readable:
             self._slots.acquire()
             try:
                 self._get_pool().submit(self._get_remote, req)

@@ -38,6 +38,13 @@ class Stats:
             for name, value in counts.items():
                 setattr(self, name, getattr(self, name) + value)
 
+    def local_hit(self, size: int) -> None:
+        """Count a get served from the local directory: the hot path, so no keyword loop."""
+        with self._lock:
+            self.gets += 1
+            self.local_hits += 1
+            self.hit_bytes += size
+
     def reject(self, kind: str) -> None:
         with self._lock:
             self.rejected[kind] = self.rejected.get(kind, 0) + 1

@@ -258,10 +258,20 @@ def _first_of(data: bytes, a: bytes, b: bytes) -> int:
     return min(i, j)
 
 
+_SECONDS: dict[int, str] = {}
+
+
 def format_time(ns: int) -> str:
     """RFC 3339 with nanoseconds, always UTC with ``Z`` (what Go's time.Time parses)."""
     secs, frac = divmod(ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{frac:09d}Z"
+    # Outputs of one build share few distinct seconds; strftime costs more than the rest of
+    # a local hit, so remember the formatted seconds.
+    text = _SECONDS.get(secs)
+    if text is None:
+        if len(_SECONDS) > 4096:
+            _SECONDS.clear()
+        text = _SECONDS[secs] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
+    return f"{text}.{frac:09d}Z"
 
 
 def _b64(data: bytes) -> str:

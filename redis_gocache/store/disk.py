@@ -90,10 +90,10 @@ class DiskStore:
         return self
 
     def output_path(self, output_hex: str) -> str:
-        return os.path.join(self.root, "o", output_hex[:2], output_hex)
+        return f"{self.root}/o/{output_hex[:2]}/{output_hex}"
 
     def action_path(self, action_hex: str) -> str:
-        return os.path.join(self.root, "a", action_hex[:2], action_hex)
+        return f"{self.root}/a/{action_hex[:2]}/{action_hex}"
 
     def lookup(self, action_hex: str) -> tuple[Entry, str, float] | None:
         """The entry of a locally complete action, the path of its output file, and the time
