@@ -52,7 +52,7 @@ def test_put_materializes_locally_and_uploads(tmp_path: Path) -> None:
     assert s.memory.records[action][0].output_id == hashlib.sha256(body).digest()
     hit = s.cache.get_local(action)
     assert hit is not None and hit[1] == path and hit[0].size == len(body)
-    assert s.stats.uploads == 1 and s.stats.local_hits == 1
+    assert s.stats.uploads == 1 and s.stats.upload_bytes == len(body)
 
 
 def test_new_runner_gets_verified_remote_hits(tmp_path: Path) -> None:
