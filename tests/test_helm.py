@@ -76,6 +76,12 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "auth-off": {"auth": {"enabled": False}},
     "extra-namespaces": {"runner": {"extraNamespaces": ["ci-runners", "gitlab"]}},
     "pdb": {"podDisruptionBudget": {"enabled": True}},
+    "spill": {"spill": {"enabled": True, "storageClass": "efs-sc", "size": "100Gi"}},
+    "spill-existing-claim": {
+        "spill": {"enabled": True, "existingClaim": "ci-spill", "mountPath": "/spill"},
+        "externalRedis": {"url": "redis://cache.example.internal:6379/0"},
+        "runner": {"extraNamespaces": ["ci-runners"]},
+    },
 }
 
 
@@ -439,6 +445,66 @@ def test_helm_test_hook() -> None:
 # --- values.schema.json -----------------------------------------------------------------------
 
 
+def test_spill_volume_is_off_by_default() -> None:
+    rendered = render()
+    assert rendered.of_kind("PersistentVolumeClaim") == []
+    cm = rendered.get("ConfigMap", f"{FULLNAME}-runner")
+    assert "REDIS_GOCACHE_SPILL_DIR" not in cm["data"]
+    assert "SPILL" not in rendered.notes
+
+
+def test_spill_volume_claim_and_runner_setting() -> None:
+    rendered = render(SCENARIOS["spill"])
+    (pvc,) = rendered.of_kind("PersistentVolumeClaim")
+    assert pvc["metadata"]["name"] == f"{FULLNAME}-spill"
+    assert pvc["metadata"]["namespace"] == NAMESPACE
+    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert pvc["spec"]["storageClassName"] == "efs-sc"
+    assert pvc["spec"]["resources"]["requests"]["storage"] == "100Gi"
+    mount = rendered_values()["spill"]["mountPath"]
+    cm = rendered.get("ConfigMap", f"{FULLNAME}-runner")
+    assert cm["data"]["REDIS_GOCACHE_SPILL_DIR"] == mount
+    # NOTES show the pod spec that mounts the claim where the ConfigMap points.
+    assert f"claimName: {FULLNAME}-spill" in rendered.notes
+    assert f"mountPath: {mount}" in rendered.notes
+    # The Redis side does not change: the StatefulSet does not mount the runners' volume.
+    for spec in rendered.pod_specs():
+        claims = [v for v in spec.get("volumes", []) if "persistentVolumeClaim" in v]
+        assert all(v["persistentVolumeClaim"]["claimName"] != f"{FULLNAME}-spill"
+                   for v in claims)
+
+
+def test_spill_with_an_existing_claim_makes_none() -> None:
+    rendered = render(SCENARIOS["spill-existing-claim"])
+    assert rendered.of_kind("PersistentVolumeClaim") == []
+    for ns in (NAMESPACE, "ci-runners"):
+        cm = rendered.get("ConfigMap", f"{FULLNAME}-runner", ns)
+        assert cm["data"]["REDIS_GOCACHE_SPILL_DIR"] == "/spill"
+    assert "claimName: ci-spill" in rendered.notes
+
+
+def test_spill_trim_recipe_matches_the_chart() -> None:
+    """The CronJob of docs/kubernetes.md is valid, runs ``trim --spill`` with the runner
+    ConfigMap, and mounts the chart's claim where that ConfigMap points."""
+    text = (ROOT / "docs" / "kubernetes.md").read_text()
+    docs = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", text, re.S)]
+    (job,) = [d for d in docs if isinstance(d, dict) and d.get("kind") == "CronJob"]
+    kv.validate(job, KUBE_VERSION, strict=True)
+    pod = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"][-2:] == ["trim", "--spill"]
+    rendered = render(SCENARIOS["spill"])
+    cm = rendered.get("ConfigMap", container["envFrom"][0]["configMapRef"]["name"])
+    (pvc,) = rendered.of_kind("PersistentVolumeClaim")
+    (volume,) = pod["volumes"]
+    assert volume["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
+    (mount,) = container["volumeMounts"]
+    assert mount["mountPath"] == cm["data"]["REDIS_GOCACHE_SPILL_DIR"]
+    values = yaml.safe_load(next(b for b in re.findall(r"```yaml\n(.*?)```", text, re.S)
+                                 if "spill:" in b and "enabled: true" in b))
+    render(values)  # the values snippet passes the schema
+
+
 @pytest.mark.parametrize(
     "values",
     [
@@ -458,6 +524,12 @@ def test_helm_test_hook() -> None:
         {"externalRedis": {"url": "http://cache:6379"}},
         {"replicas": 3},
         {"persistence": {"enabled": "yes"}},
+        {"spill": {"mountPath": "relative/path"}},
+        {"spill": {"mountPath": "/spill/../etc"}},
+        {"spill": {"existingClaim": "Not A Claim"}},
+        {"spill": {"size": "lots"}},
+        {"spill": {"accessModes": ["ReadWriteSometimes"]}},
+        {"spill": {"enabled": True, "claim": "typo"}},
     ],
 )
 def test_schema_rejects_wrong_values(values: dict[str, Any]) -> None:
