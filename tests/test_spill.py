@@ -623,3 +623,17 @@ def test_store_failure_is_an_upload_error_not_an_outage(
         assert r.spill is not None
         r.spill.store(Entry(b"\1" * 32, 1, 1), str(tmp_path / "nothing"))
     r.close()
+
+
+def test_compose_demo_shares_a_spill_volume() -> None:
+    import yaml
+
+    root = Path(__file__).resolve().parent.parent
+    compose = yaml.safe_load((root / "docker-compose.yml").read_text())
+    go = compose["services"]["go"]
+    target = go["environment"]["REDIS_GOCACHE_SPILL_DIR"]
+    assert f"spill:{target}" in go["volumes"]
+    volume = compose["volumes"]["spill"]
+    # Writable by the runner image's user (uid 1000, see Dockerfile).
+    assert "uid=1000" in volume["driver_opts"]["o"]
+    assert "USER runner" in (root / "Dockerfile").read_text()
