@@ -55,7 +55,7 @@ class _Bar:
 
     def __init__(self, length: int | None, label: str) -> None:
         self._bar: Any = None
-        if sys.stderr.isatty():
+        if length and sys.stderr.isatty():
             self._bar = click.progressbar(length=length, label=label, file=sys.stderr)
 
     def __enter__(self) -> Callable[[int], None]:
@@ -115,9 +115,15 @@ def stats(as_json: bool, prometheus: bool, exact: bool, sample: int | None, days
     with redis_errors(config, "read statistics"):
         store = open_store(config)
         try:
-            with translated(store), _Bar(None if exact else sample, "scanning keys") as step:
-                data = gather(store.client(), list(namespaces) or [config.prefix],
-                              all_namespaces=all_namespaces, sample=sample or DEFAULT_SAMPLE,
+            with translated(store):
+                client = store.client()
+                sample = sample or DEFAULT_SAMPLE
+                # The bar's length: keys to visit (an exact count visits them all).
+                size = int(client.dbsize())
+                length = size if exact else min(size, sample)
+            with translated(store), _Bar(length, "scanning keys") as step:
+                data = gather(client, list(namespaces) or [config.prefix],
+                              all_namespaces=all_namespaces, sample=sample,
                               exact=exact, days=days, progress=step)
         finally:
             store.close()
