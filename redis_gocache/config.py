@@ -114,16 +114,19 @@ def parse_bool(text: str) -> bool:
     raise ConfigError(f"not a yes/no value: {text!r}")
 
 
-_URL_SCHEMES = ("redis://", "rediss://", "unix://")
-
-
 def parse_redis_url(text: str) -> str:
-    """A ``redis://``, ``rediss://`` (TLS) or ``unix://`` URL."""
-    if not text.startswith(_URL_SCHEMES):
+    """A ``redis://``, ``rediss://`` (TLS) or ``unix://`` URL of one server, a
+    ``redis+cluster://`` URL of a Redis Cluster, or a ``redis+sentinel://`` URL of a
+    Sentinel-managed primary (``rediss+``: with TLS); see :mod:`redis_gocache.store.topology`."""
+    from redis_gocache.store import topology
+
+    if not text.startswith(topology.SCHEMES):
         # Say what is wrong without echoing the URL: it may hold a password.
         scheme = text.partition("://")[0] if "://" in text else "(none)"
-        raise ConfigError(f"Redis URL must start with redis://, rediss:// or unix:// "
-                          f"(scheme: {scheme})")
+        raise ConfigError("Redis URL must start with redis://, rediss://, unix://, "
+                          f"redis+cluster:// or redis+sentinel:// (scheme: {scheme})")
+    if topology.kind_of(text) != topology.SINGLE:
+        topology.parse(text)  # its errors name the part, never the password
     return text
 
 
@@ -169,7 +172,9 @@ class Option:
 
 OPTIONS: tuple[Option, ...] = (
     Option("redis_url", ("--redis-url",), "REDIS_URL",
-           "Redis URL (redis://, rediss:// for TLS). Unset: local disk only.",
+           "Redis URL: redis://, rediss:// (TLS), redis+cluster://host:port[,host:port] "
+           "(Redis Cluster), redis+sentinel://host:port[,host:port]/service[/db] "
+           "(Sentinel). Unset: local disk only.",
            parse_redis_url, "URL"),
     Option("cache_dir", ("--cache-dir",), "REDIS_GOCACHE_DIR",
            "Local directory for materialized outputs [default: $XDG_CACHE_HOME/redis-gocache]",
@@ -226,6 +231,8 @@ OPTIONS: tuple[Option, ...] = (
            "[default: no cap]", parse_size, "BYTES"),
     Option("no_auto_trim", ("--no-auto-trim",), "REDIS_GOCACHE_NO_AUTO_TRIM",
            "Never trim the local directory at the end of a helper run (default: once a day)"),
+    Option("no_prefetch", ("--no-prefetch",), "REDIS_GOCACHE_NO_PREFETCH",
+           "Do not fetch, on a new runner, what the last run of the same go command needed"),
     Option("no_fleet_stats", ("--no-fleet-stats",), "REDIS_GOCACHE_NO_FLEET_STATS",
            "Do not add this run's counters to the fleet statistics in Redis"),
 )
@@ -262,6 +269,7 @@ class Config:
     trim_max_size: int = 0  # 0: no size cap
     no_auto_trim: bool = False
     no_fleet_stats: bool = False
+    no_prefetch: bool = False
 
     def __post_init__(self) -> None:
         if self.workers < 1:

@@ -10,7 +10,7 @@ import hashlib
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from redis_gocache.config import Config
 from redis_gocache.exceptions import ConfigError
@@ -29,7 +29,8 @@ BATCH = 500
 """Keys per pipelined ``MEMORY USAGE`` or ``UNLINK`` round trip."""
 
 _KEY = re.compile(
-    rb"^(?P<prefix>.*?)(?:(?P<kind>[ao]):[0-9a-f]{64}|(?P<tmp>t):[0-9a-f]{32}"
+    # An upload key on a Redis Cluster carries its blob key as a hash tag: t:<hex>{<okey>}.
+    rb"^(?P<prefix>.*?)(?:(?P<kind>[ao]):[0-9a-f]{64}|(?P<tmp>t):[0-9a-f]{32}(?:\{[^{}]*\})?"
     rb"|(?P<stat>s):(?:totals|day:\d{4}-\d\d-\d\d|paths:\d{4}-\d\d-\d\d))$",
     re.DOTALL,
 )
@@ -97,6 +98,26 @@ def open_store(config: Config, timeout: float | None = None) -> RedisStore:
         tls_cert=config.tls_cert,
         tls_key=config.tls_key,
     )
+
+
+def primaries(client: Any) -> list[Any]:
+    """A client of each primary of a Redis Cluster (whose ``SCAN``, ``DBSIZE`` and ``INFO``
+    are per node), or ``[client]`` for one server."""
+    get_primaries = getattr(client, "get_primaries", None)
+    if get_primaries is None:
+        return [client]
+    return [client.get_redis_connection(node) for node in get_primaries()]
+
+
+def primaries_info(client: Any, *sections: str) -> list[dict[str, Any]]:
+    """``INFO`` of ``sections``, one dict per primary (see :func:`primaries`)."""
+    infos = []
+    for node in primaries(client):
+        info: dict[str, Any] = {}
+        for section in sections:
+            info.update(node.info(section))
+        infos.append(info)
+    return infos
 
 
 @contextmanager

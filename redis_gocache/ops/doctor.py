@@ -25,7 +25,13 @@ from redis_gocache.exceptions import (
     RemoteOutOfMemory,
 )
 from redis_gocache.ops import fleet
-from redis_gocache.ops.common import human_bytes, open_store, scrub, translated
+from redis_gocache.ops.common import (
+    human_bytes,
+    open_store,
+    primaries_info,
+    scrub,
+    translated,
+)
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 
@@ -120,8 +126,8 @@ def redis_checks(config: Config) -> Iterator[Check]:
         info: dict[str, Any] = {}
         try:
             with translated(store):
-                for section in ("server", "memory"):
-                    info.update(client.info(section))
+                # Of a Cluster, judge the fullest primary: one full shard fails its puts.
+                info = max(primaries_info(client, "server", "memory"), key=_fullness)
         except PermissionDenied:
             yield Check("server info", WARN, "this user may not run INFO",
                         "version, maxmemory and headroom were not checked")
@@ -150,6 +156,12 @@ def _latency(rtt: float, timeout: float) -> Check:
 
 def _version(text: str) -> tuple[int, ...]:
     return tuple(int(p) for p in re.findall(r"\d+", text)[:3])
+
+
+def _fullness(info: Mapping[str, Any]) -> float:
+    """used_memory / maxmemory of one server (0 without a maxmemory)."""
+    maxmemory = int(info.get("maxmemory", 0) or 0)
+    return int(info.get("used_memory", 0) or 0) / maxmemory if maxmemory else 0.0
 
 
 def _server(info: Mapping[str, Any]) -> Iterator[Check]:

@@ -15,7 +15,15 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from redis_gocache.ops import fleet
-from redis_gocache.ops.common import BATCH, KINDS, SCAN_COUNT, classify, match_pattern
+from redis_gocache.ops.common import (
+    BATCH,
+    KINDS,
+    SCAN_COUNT,
+    classify,
+    match_pattern,
+    primaries,
+    primaries_info,
+)
 
 DEFAULT_SAMPLE = 10_000
 """Keys visited by a sampling ``stats`` (``--sample``)."""
@@ -60,7 +68,8 @@ def census(client: Any, *, sample: int, exact: bool, prefixes: Iterable[str] = (
     ``exact`` with ``prefixes`` walks only those namespaces (``SCAN MATCH``); without, the
     whole database.
     """
-    result = KeyCensus(exact=exact, dbsize=int(client.dbsize()))
+    nodes = primaries(client)  # a Cluster's keys are spread over its primaries
+    result = KeyCensus(exact=exact, dbsize=sum(int(node.dbsize()) for node in nodes))
     pending: list[tuple[bytes, str, str]] = []
 
     def measure() -> None:
@@ -90,17 +99,22 @@ def census(client: Any, *, sample: int, exact: bool, prefixes: Iterable[str] = (
                     progress(1)
                 take(key)
     else:
-        cursor = 0
-        while True:
-            cursor, keys = client.scan(cursor, count=SCAN_COUNT)
-            result.visited += len(keys)
-            if progress:
-                progress(len(keys))
-            for key in keys:
-                take(key)
-            if cursor == 0 or (not exact and result.visited >= sample):
+        complete = True
+        for i, node in enumerate(nodes):  # slots spread keys evenly: any primary is a sample
+            cursor = 0
+            while True:
+                cursor, keys = node.scan(cursor, count=SCAN_COUNT)
+                result.visited += len(keys)
+                if progress:
+                    progress(len(keys))
+                for key in keys:
+                    take(key)
+                if cursor == 0 or (not exact and result.visited >= sample):
+                    break
+            if cursor != 0 or (not exact and result.visited >= sample and i < len(nodes) - 1):
+                complete = False
                 break
-        if cursor == 0:
+        if complete:
             result.exact = True
     measure()
     return result
@@ -111,7 +125,7 @@ def server_info(client: Any) -> dict[str, Any]:
     import redis.exceptions as rex
 
     try:
-        info = client.info("server") | client.info("memory") | client.info("stats")
+        infos = primaries_info(client, "server", "memory", "stats")
     except rex.ResponseError as exc:  # NoPermissionError is one
         # An ACL that forbids INFO leaves a gap in the report; it is not a failure.
         if isinstance(exc, rex.NoPermissionError) or "NOPERM" in str(exc):
@@ -119,6 +133,12 @@ def server_info(client: Any) -> dict[str, Any]:
         raise
     keys = ("redis_version", "used_memory", "maxmemory", "maxmemory_policy",
             "evicted_keys", "expired_keys", "total_system_memory")
+    info = dict(infos[0])
+    # A Cluster's primaries: memory and key counts add up (version and policy: the first's).
+    for more in infos[1:]:
+        for k in ("used_memory", "maxmemory", "evicted_keys", "expired_keys"):
+            if k in info and k in more:
+                info[k] = int(info[k]) + int(more[k])
     return {k: info[k] for k in keys if k in info}
 
 

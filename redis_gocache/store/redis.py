@@ -345,6 +345,12 @@ class RedisStore:
         if client.strlen(tkey) != size:
             client.delete(tkey)
             raise RemoteError("streamed upload came out the wrong size")
+        if self._clustered:
+            # redis-py refuses RENAME in a cluster pipeline; the blob keeps the upload key's
+            # short TTL until the EXPIRE, and no record points at it before then.
+            client.rename(tkey, okey)
+            client.expire(okey, self.ttl)
+            return
         pipe = client.pipeline(transaction=True)
         pipe.rename(tkey, okey)
         pipe.expire(okey, self.ttl)
