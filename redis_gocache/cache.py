@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from redis_gocache.exceptions import LocalStoreError, RejectedEntry
 from redis_gocache.remote import Remote
@@ -27,6 +27,13 @@ REFRESH_INTERVAL = 24 * 3600.0
 UPLOAD_THREADS = 2
 """Threads uploading puts to Redis in the background."""
 
+CLAIM_WAIT = 30.0
+"""Longest a get waits for another thread (the prefetcher) already fetching the same entry."""
+
+
+class Stoppable(Protocol):
+    def stop(self) -> None: ...
+
 
 class Cache:
     """Local directory plus optional remote store, with verification and counters."""
@@ -38,6 +45,16 @@ class Cache:
         self._served: list[tuple[bytes, Entry, bool]] = []
         self._served_lock = threading.Lock()
         self._uploads: ThreadPoolExecutor | None = None
+        self.requested: list[bytes] = []
+        """Every action id cmd/go asked for, in order: the manifest for the next new runner."""
+        # Fetches under way, so a get and the prefetcher never fetch one entry twice.
+        self._inflight: dict[bytes, threading.Event] = {}
+        self._inflight_lock = threading.Lock()
+        # Entries the prefetcher brought that cmd/go has not asked for yet.
+        self._prefetched: set[bytes] = set()
+        # Entries that failed verification this run: asking Redis again would fail again.
+        self._rejected: set[bytes] = set()
+        self.prefetcher: Stoppable | None = None
 
     @property
     def remote_readable(self) -> bool:
@@ -50,20 +67,89 @@ class Cache:
     # -- gets -------------------------------------------------------------------------
 
     def get_local(self, action_id: bytes) -> tuple[Entry, str] | None:
-        """A hit from the local directory (no hashing, no Redis), or ``None``. Counted by the
-        caller, which counts the whole get at once."""
+        """A hit from the local directory (no hashing, no Redis), counted as a whole get; or
+        ``None``, which the caller counts."""
+        self.requested.append(action_id)
         found = self.local.lookup(action_id.hex())
         if found is None:
             return None
         entry, path, refreshed = found
+        if self._prefetched and action_id in self._prefetched:
+            # Brought from Redis ahead of time: a Redis hit that cost cmd/go no wait.
+            with self._inflight_lock:
+                self._prefetched.discard(action_id)
+            self._note_served(action_id, entry, local=False)
+            self.stats.add(gets=1, remote_hits=1, hit_bytes=entry.size,
+                           remote_hit_bytes=entry.size)
+            return entry, path
         if self.remote is not None and time.time() - refreshed > REFRESH_INTERVAL:
             self._note_served(action_id, entry, local=True)
+        self.stats.local_hit(entry.size)
         return entry, path
+
+    def _claim(self, action_id: bytes) -> threading.Event | None:
+        """``None`` if the caller now owns fetching ``action_id``; else the event that fires
+        when whoever does own it is done."""
+        with self._inflight_lock:
+            event = self._inflight.get(action_id)
+            if event is None:
+                self._inflight[action_id] = threading.Event()
+            return event
+
+    def _release(self, action_id: bytes) -> None:
+        with self._inflight_lock:
+            self._inflight.pop(action_id).set()
 
     def get_remote(self, action_id: bytes) -> tuple[Entry, str] | None:
         """A hit fetched from Redis into the local directory, verified, or ``None``."""
-        if self.remote is None or not self.remote.readable:
+        if self.remote is None or not self.remote.readable or action_id in self._rejected:
             return None
+        event = self._claim(action_id)
+        if event is not None:
+            # The prefetcher is fetching it right now: wait for its file rather than fetch twice.
+            event.wait(CLAIM_WAIT)
+            found = self.local.lookup(action_id.hex())
+            if found is None:
+                return None
+            entry, path, _ = found
+            with self._inflight_lock:
+                self._prefetched.discard(action_id)
+            self._note_served(action_id, entry, local=False)
+            self.stats.add(remote_hits=1, hit_bytes=entry.size, remote_hit_bytes=entry.size)
+            return entry, path
+        try:
+            hit = self._fetch(action_id)
+        finally:
+            self._release(action_id)
+        if hit is not None:
+            entry = hit[0]
+            self._note_served(action_id, entry, local=False)
+            self.stats.add(remote_hits=1, hit_bytes=entry.size, remote_hit_bytes=entry.size)
+        return hit
+
+    def prefetch(self, action_id: bytes) -> bool:
+        """Bring one entry from Redis before cmd/go asks for it; True if it was fetched."""
+        if self.remote is None or not self.remote.readable:
+            return False
+        if os.path.exists(self.local.action_path(action_id.hex())):
+            return False
+        if self._claim(action_id) is not None:
+            return False  # cmd/go's own get is fetching it.
+        try:
+            hit = self._fetch(action_id)
+            if hit is not None:
+                with self._inflight_lock:
+                    self._prefetched.add(action_id)
+        finally:
+            self._release(action_id)
+        if hit is None:
+            return False
+        self.stats.add(prefetched=1)
+        return True
+
+    def _fetch(self, action_id: bytes) -> tuple[Entry, str] | None:
+        """Fetch from Redis, verify, and materialize locally; ``None`` for any kind of miss."""
+        assert self.remote is not None
         try:
             fd, tmp = self.local.new_file()
         except LocalStoreError:
@@ -76,6 +162,7 @@ class Cache:
             finally:
                 os.close(fd)
         except RejectedEntry as exc:
+            self._rejected.add(action_id)
             self.stats.reject(exc.kind)
             discard(tmp)
             return None
@@ -88,10 +175,12 @@ class Cache:
             return None
         # Safety check: Redis is shared and writable by others; nothing reaches Go unverified.
         if writer.size != entry.size:
+            self._rejected.add(action_id)
             self.stats.reject("size")
             discard(tmp)
             return None
         if writer.digest() != entry.output_id:
+            self._rejected.add(action_id)
             self.stats.reject("hash")
             discard(tmp)
             return None
@@ -101,8 +190,6 @@ class Cache:
             self.stats.add(get_errors=1)
             discard(tmp)
             return None
-        self._note_served(action_id, entry, local=False)
-        self.stats.add(remote_hits=1, hit_bytes=entry.size, remote_hit_bytes=entry.size)
         return entry, path
 
     # -- puts -------------------------------------------------------------------------
@@ -139,7 +226,9 @@ class Cache:
     # -- the end ----------------------------------------------------------------------
 
     def drain(self) -> None:
-        """Wait for every background upload."""
+        """Stop prefetching and wait for every background upload."""
+        if self.prefetcher is not None:
+            self.prefetcher.stop()
         if self._uploads is not None:
             self._uploads.shutdown(wait=True)
             self._uploads = None

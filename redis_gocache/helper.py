@@ -102,6 +102,11 @@ def run_helper(config: Config) -> int:
         log(str(exc))
         remote = None
     cache = Cache(local, remote, stats)
+    tag = None
+    if not config.no_prefetch:
+        from redis_gocache import prefetch
+
+        tag = prefetch.maybe_start(cache, remote, local.root, log)
 
     def report() -> None:
         if config.verbose:
@@ -113,6 +118,8 @@ def run_helper(config: Config) -> int:
     status = server.serve()
     # cmd/go has its answers and its stdout is closed; the rest is housekeeping.
     cache.refresh_served()
+    if tag is not None:
+        prefetch.record(cache, remote, local.root, tag)
     _end_of_run(config, remote, stats, local.root)
     cache.close()
     if config.stats_file:

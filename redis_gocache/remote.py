@@ -20,11 +20,11 @@ import time
 from collections.abc import Callable, Sequence
 
 from redis_gocache.exceptions import (
-    ConfigError,
     LocalStoreError,
     PermissionDenied,
     RejectedEntry,
     RemoteError,
+    RemoteMisconfigured,
     RemoteOutOfMemory,
     RemoteUnavailable,
 )
@@ -114,15 +114,14 @@ class Remote:
                     self._breaker.reset()
                 self._breaker_was_set = False
 
-    def _unusable(self, exc: ConfigError) -> None:
-        with self._lock:
-            if self.readable or self.writable:
-                self.readable = self.writable = False
-                self._log(f"cannot use Redis at {self._describe}: {exc}; "
-                          "continuing with the local cache only")
-
     def _failed(self, exc: RemoteError, writing: bool) -> None:
         with self._lock:
+            if isinstance(exc, RemoteMisconfigured):
+                if self.readable or self.writable:
+                    self.readable = self.writable = False
+                    self._log(f"cannot use Redis at {self._describe}: {exc}; "
+                              "continuing with the local cache only")
+                return
             if isinstance(exc, PermissionDenied) and writing:
                 self.writable = False  # A reader user: expected, so quiet.
                 return
@@ -157,10 +156,6 @@ class Remote:
             self.stats.add(get_errors=1)
             self._failed(exc, writing=False)
             return None
-        except ConfigError as exc:
-            self.stats.add(get_errors=1)
-            self._unusable(exc)
-            return None
         finally:
             self.stats.add(remote_wait_seconds=time.perf_counter() - start)
         self._ok()
@@ -175,10 +170,6 @@ class Remote:
         except RemoteError as exc:
             self.stats.add(upload_errors=1)
             self._failed(exc, writing=True)
-            return
-        except ConfigError as exc:
-            self.stats.add(upload_errors=1)
-            self._unusable(exc)
             return
         except (LocalStoreError, OSError):
             # The local file went away (a trim, a rm -rf): nothing to upload.
@@ -198,10 +189,30 @@ class Remote:
         except RemoteError as exc:
             self._failed(exc, writing=True)
             return False
-        except ConfigError as exc:
-            self._unusable(exc)
-            return False
         self.stats.add(refreshed=len(items))
+        return True
+
+    def read_manifest(self, tag: str) -> bytes | None:
+        """A previous run's manifest, or ``None`` (also when Redis is in trouble)."""
+        if not self.readable:
+            return None
+        try:
+            data = self.store.read_manifest(tag)
+        except RemoteError as exc:
+            self._failed(exc, writing=False)
+            return None
+        self._ok()
+        return data
+
+    def write_manifest(self, tag: str, action_ids: bytes) -> bool:
+        """Record this run's manifest; True if Redis took it."""
+        if not self.writable:
+            return False
+        try:
+            self.store.write_manifest(tag, action_ids)
+        except RemoteError as exc:
+            self._failed(exc, writing=True)
+            return False
         return True
 
     def close(self) -> None:

@@ -124,7 +124,6 @@ class Server:
         hit = self.cache.get_local(req.action_id)
         if hit is not None:
             entry, path = hit
-            self.stats.local_hit(entry.size)
             self.send(wire.hit_response(req.id, entry.output_id, entry.size, entry.time_ns, path))
             return
         self.stats.add(gets=1)

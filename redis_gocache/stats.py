@@ -28,6 +28,7 @@ class Stats:
     upload_errors: int = 0
     upload_bytes: int = 0
     refreshed: int = 0
+    prefetched: int = 0
     remote_wait_seconds: float = 0.0
     rejected: dict[str, int] = dataclasses.field(default_factory=dict)
     started: float = dataclasses.field(default_factory=time.monotonic)

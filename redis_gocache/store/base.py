@@ -43,6 +43,15 @@ class RemoteStore(Protocol):
         """Extend the lifetime of these entries (and their blobs), which were served locally."""
         ...
 
+    def read_manifest(self, tag: str) -> bytes | None:
+        """The action ids a previous run of the same go command asked for (32 bytes each,
+        concatenated), or ``None``. See :mod:`redis_gocache.prefetch`."""
+        ...
+
+    def write_manifest(self, tag: str, action_ids: bytes) -> None:
+        """Record the action ids this run asked for, for the next new runner."""
+        ...
+
     def close(self) -> None:
         """Release connections."""
         ...

@@ -26,6 +26,7 @@ class MemoryStore:
         self.records: dict[bytes, tuple[Entry, bytes | None]] = {}
         self.blobs: dict[bytes, bytes] = {}
         self.refreshed: list[bytes] = []
+        self.manifests: dict[str, bytes] = {}
         self.fail: RemoteError | None = None
         self._lock = threading.Lock()
 
@@ -65,6 +66,14 @@ class MemoryStore:
         self._check()
         with self._lock:
             self.refreshed.extend(action_id for action_id, _ in items)
+
+    def read_manifest(self, tag: str) -> bytes | None:
+        self._check()
+        return self.manifests.get(tag)
+
+    def write_manifest(self, tag: str, action_ids: bytes) -> None:
+        self._check()
+        self.manifests[tag] = action_ids
 
     def close(self) -> None:
         pass

@@ -46,6 +46,7 @@ from redis_gocache.exceptions import (
     PermissionDenied,
     RejectedEntry,
     RemoteError,
+    RemoteMisconfigured,
     RemoteOutOfMemory,
     RemoteUnavailable,
 )
@@ -138,7 +139,10 @@ class RedisStore:
         if self._client is None:
             with self._lock:
                 if self._client is None:
-                    self._client = self._connect()
+                    try:
+                        self._client = self._connect()
+                    except ConfigError as exc:
+                        raise RemoteMisconfigured(str(exc)) from None
         return self._client
 
     def _connect(self) -> redis.Redis:
@@ -371,6 +375,15 @@ class RedisStore:
             for _, entry in items:
                 if entry.size > self.inline_max:
                     self.spill.mark_used(entry.output_id)
+
+    def read_manifest(self, tag: str) -> bytes | None:
+        with self._translate():
+            return cast(bytes | None, self.client().get(self._key("m", tag)))
+
+    def write_manifest(self, tag: str, action_ids: bytes) -> None:
+        self._writing()
+        with self._translate():
+            self.client().set(self._key("m", tag), action_ids, ex=self.ttl)
 
     def ping(self) -> float:
         """Round-trip time of one PING, in seconds."""
