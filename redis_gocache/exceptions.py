@@ -11,6 +11,7 @@
     └── RemoteError          Redis refused a command or answered nonsense
         ├── RemoteUnavailable    Redis cannot be reached or did not answer in time
         ├── RemoteOutOfMemory    Redis is full (maxmemory under noeviction): reads still work
+        ├── RemoteMisconfigured  the Redis settings proved unusable when first used (bad URL)
         └── PermissionDenied     Redis said NOPERM: this user may read but not write
 
 Third-party errors (``redis.exceptions.*``, ``OSError`` from the local directory) are
@@ -55,6 +56,12 @@ class RemoteUnavailable(RemoteError):
 
 class RemoteOutOfMemory(RemoteError):
     """Redis refused a write because it reached ``maxmemory`` (``OOM``)."""
+
+
+class RemoteMisconfigured(RemoteError):
+    """A Redis setting turned out unusable when the first command was to be sent (a URL
+    redis-py cannot parse, TLS files without ``rediss://``). Not an outage: Redis is left
+    alone for the rest of the run, and the breaker is not tripped."""
 
 
 class PermissionDenied(RemoteError):
