@@ -52,8 +52,6 @@ class Cache:
         self._inflight_lock = threading.Lock()
         # Entries the prefetcher brought that cmd/go has not asked for yet.
         self._prefetched: set[bytes] = set()
-        # Entries that failed verification this run: asking Redis again would fail again.
-        self._rejected: set[bytes] = set()
         self.prefetcher: Stoppable | None = None
 
     @property
@@ -102,7 +100,7 @@ class Cache:
 
     def get_remote(self, action_id: bytes) -> tuple[Entry, str] | None:
         """A hit fetched from Redis into the local directory, verified, or ``None``."""
-        if self.remote is None or not self.remote.readable or action_id in self._rejected:
+        if self.remote is None or not self.remote.readable:
             return None
         event = self._claim(action_id)
         if event is not None:
@@ -162,7 +160,6 @@ class Cache:
             finally:
                 os.close(fd)
         except RejectedEntry as exc:
-            self._rejected.add(action_id)
             self.stats.reject(exc.kind)
             discard(tmp)
             return None
@@ -175,12 +172,10 @@ class Cache:
             return None
         # Safety check: Redis is shared and writable by others; nothing reaches Go unverified.
         if writer.size != entry.size:
-            self._rejected.add(action_id)
             self.stats.reject("size")
             discard(tmp)
             return None
         if writer.digest() != entry.output_id:
-            self._rejected.add(action_id)
             self.stats.reject("hash")
             discard(tmp)
             return None

@@ -28,7 +28,10 @@ USE_MARK_INTERVAL = 3600.0
 """Seconds between two updates of an output file's mtime; a coarse mark is enough for trimming
 and saves a syscall on nearly every hit."""
 
-_NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+_HASH_CHUNK = 1 << 20
+
+# Read-write, so a kernel-side copy (clone_from) can be hashed back.
+_NEW_FILE_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
 _HEX = frozenset("0123456789abcdef")
 
@@ -69,6 +72,34 @@ class HashingWriter:
 
     def digest(self) -> bytes:
         return self._hash.digest()
+
+    def clone_from(self, src_fd: int, size: int) -> bytes | None:
+        """Fill the (still empty) file from ``src_fd`` in the kernel, a reflink where the
+        filesystem offers one, then hash what landed here. Returns the SHA-256, or ``None``
+        when the caller should stream the body instead. Used for spill-directory reads."""
+        if self.size or self.error is not None:
+            return None
+        from redis_gocache.store.spill import copy_fd
+
+        digest = hashlib.sha256()
+        try:
+            copy_fd(src_fd, self.fd, size)
+            done = 0
+            while done < size:
+                # Hash our private copy, not the shared file another writer could change.
+                piece = os.pread(self.fd, _HASH_CHUNK, done)
+                if not piece:
+                    break
+                digest.update(piece)
+                done += len(piece)
+        except OSError:
+            try:
+                os.ftruncate(self.fd, 0)
+            except OSError:
+                return None
+            return None
+        self._hash, self.size = digest, done
+        return digest.digest()
 
 
 class DiskStore:
