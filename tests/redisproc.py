@@ -132,3 +132,55 @@ class RedisServer:
 
     def __exit__(self, *exc: object) -> None:
         self.cleanup()
+
+
+class TLSRedisServer(RedisServer):
+    """A private ``redis-server`` that speaks TLS only (``--port 0 --tls-port``).
+
+    ``cert``/``key`` are the server's, ``ca`` verifies clients when ``auth_clients`` is
+    ``"yes"`` (Redis's default) or ``"optional"``.
+    """
+
+    def __init__(
+        self, *, cert: str, key: str, ca: str, auth_clients: str = "yes",
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        super().__init__(extra_args)
+        self.tls = (cert, key, ca, auth_clients)
+
+    @property
+    def url(self) -> str:
+        return f"rediss://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> TLSRedisServer:
+
+        cert, key, ca, auth_clients = self.tls
+        args = [
+            redis_server_binary(),
+            "--port", "0",
+            "--tls-port", str(self.port),
+            "--tls-cert-file", cert,
+            "--tls-key-file", key,
+            "--tls-ca-cert-file", ca,
+            "--tls-auth-clients", auth_clients,
+            "--bind", "127.0.0.1",
+            "--dir", self.dir,
+            "--save", "",
+            "--appendonly", "no",
+            "--daemonize", "no",
+            "--logfile", os.path.join(self.dir, "redis.log"),
+            *self.extra_args,
+        ]
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"redis-server (TLS) exited at start: {self.log_tail()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self  # listening; the TLS handshake is the test's business
+            except OSError:
+                pass
+            time.sleep(0.02)
+        self.stop()
+        raise RuntimeError(f"redis-server (TLS) did not start: {self.log_tail()}")
