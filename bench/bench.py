@@ -24,8 +24,10 @@ import json
 import os
 import platform
 import re
+import select
 import shlex
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -116,6 +118,7 @@ class Env:
     helper_pythonpath: bool
     log: Callable[[str], None]
     _counter: int = 0
+    _client: Redis | None = None
 
     def fresh_dir(self, label: str) -> Path:
         """A new, empty directory under the work dir."""
@@ -156,7 +159,10 @@ class Env:
         return env
 
     def client(self) -> Redis:
-        return Redis(host="127.0.0.1", port=self.redis.port, socket_timeout=30)
+        """The benchmark's own connection to its Redis (FLUSHALL, INFO, DBSIZE)."""
+        if self._client is None:
+            self._client = Redis(host="127.0.0.1", port=self.redis.port, socket_timeout=60)
+        return self._client
 
 
 def go_quote(args: Sequence[str]) -> str:
@@ -172,6 +178,43 @@ def go_quote(args: Sequence[str]) -> str:
         else:
             raise ValueError(f"GOCACHEPROG cannot carry {arg!r}")
     return " ".join(parts)
+
+
+_SNAPSHOT_SCRIPT = """#!{python}
+# The redis-gocache console script, run from a copy of the package taken when the benchmark
+# started: sys.path[0] is this directory, so the copy wins over an editable install.
+import sys
+from redis_gocache.cli import main
+sys.exit(main())
+"""
+
+
+def snapshot_helper(work: Path) -> tuple[list[str], str]:
+    """Copy the package into ``work`` and return a console script that runs the copy.
+
+    With an editable install every helper start would import whatever the source tree holds at
+    that moment; a benchmark that runs while the code changes would measure several versions.
+    """
+    dest = work / "helper"
+    shutil.copytree(REPO_ROOT / "redis_gocache", dest / "redis_gocache",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    script = dest / "redis-gocache"
+    script.write_text(_SNAPSHOT_SCRIPT.format(python=sys.executable))
+    script.chmod(0o755)
+    return [str(script)], _git_describe()
+
+
+def _git_describe() -> str:
+    """The commit of the source tree, with ``+dirty`` if the package has local changes."""
+    try:
+        head = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, timeout=30).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--",
+                                "redis_gocache"], capture_output=True, text=True,
+                               timeout=30).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown commit"
+    return f"{head or 'unknown'}{'+dirty' if dirty else ''}"
 
 
 def find_helper(explicit: str | None) -> tuple[list[str] | None, bool, str]:
@@ -213,13 +256,29 @@ def run_go(env: Env, wl: Workload, go_env: Mapping[str, str], timeout: float,
     return seconds
 
 
-def read_stats(path: Path) -> dict[str, float]:
-    """Sum the helper's stats lines (one per helper process; ``go`` may start several)."""
+STATS_WAIT = 10.0
+"""Seconds to wait for a helper's stats line after ``go`` has exited."""
+
+
+def read_stats(path: Path, wait: float = STATS_WAIT) -> dict[str, float]:
+    """Sum the helper's stats lines (one per helper process; ``go`` may start several).
+
+    cmd/go returns once the helper has answered ``close`` and closed its stdout; it does not
+    wait for the process to exit, so the stats line may land a moment after ``go`` is gone.
+    """
     total: dict[str, float] = dict.fromkeys(STATS_KEYS, 0)
     total["processes"] = 0
-    try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            text = ""
+        if text.endswith("\n") or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    lines = text.splitlines()
+    if not lines:
         return {}
     for line in lines:
         if not line.strip():
@@ -336,14 +395,37 @@ def helper_round(env: Env, plan: Plan, results: dict[str, Any]) -> None:
     h.close()
     stats = read_stats(stats_path)
     want = plan.small_count + plan.blob_count
-    if stats and stats.get("remote_hits") != want:
-        env.log(f"  warning: {stats.get('remote_hits')} remote hits, expected {want}: {stats}")
+    if stats:
+        # Some may count as local hits if the helper prefetched them while serving others.
+        results["remote_counts"].append({k: stats.get(k, 0) for k in
+                                         ("hits", "remote_hits", "local_hits", "misses")})
+        if stats.get("hits") != want:
+            env.log(f"  warning: {stats.get('hits')} hits, expected {want}: {stats}")
 
     for _ in range(plan.startups):
         h = start(env.fresh_dir("startup"))
         results["startup"].append(h.startup_seconds)
         h.close()
+        results["python_startup"].append(python_startup())
     shutil.rmtree(env.work / "runs")
+
+
+def python_startup(timeout: float = 10.0) -> float:
+    """Seconds from exec to the first line of a Python that prints one line and nothing else:
+    the floor under the helper's capability line (interpreter, site, .pth files)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-c", "print('{}', flush=True)"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], timeout)
+        if not ready:
+            raise RuntimeError(f"python did not start within {timeout}s")
+        proc.stdout.readline()
+        return time.perf_counter() - start
+    finally:
+        proc.stdout.close()
+        proc.wait(timeout)
 
 
 def rss_round(env: Env, plan: Plan, results: dict[str, Any]) -> None:
@@ -487,6 +569,7 @@ def summarize(results: dict[str, Any], plan: Plan) -> dict[str, Any]:
     for key, xs in results["latency"].items():
         summary["latency"][key] = {"p50": percentile(xs, 0.5), "p99": percentile(xs, 0.99),
                                    "n": len(xs)}
+    summary["python_startup"] = {"p50": percentile(results["python_startup"], 0.5)}
     summary["startup"] = {"p50": percentile(results["startup"], 0.5),
                           "p90": percentile(results["startup"], 0.9),
                           "max": max(results["startup"], default=None),
@@ -593,6 +676,9 @@ def print_report(results: dict[str, Any], summary: dict[str, Any]) -> None:
         st = summary["startup"]
         print(f"  {'exec to capability line':34}{fmt_ms(st['p50']):>9}{'':>9}{st['n']:>7}"
               f"   (p90 {fmt_ms(st['p90'])}, max {fmt_ms(st['max'])})")
+        floor = summary["python_startup"]["p50"]
+        print(f"  {'  floor: python -c print()':34}{fmt_ms(floor):>9}"
+              "   (interpreter, site and .pth files of this Python)")
     rss = results.get("rss")
     if rss:
         print()
@@ -651,6 +737,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--workloads", help="comma-separated subset of std,module")
     ap.add_argument("--profile", metavar="DIR",
                     help="afterwards, build again under py-spy and report helper hotspots")
+    ap.add_argument("--live", action="store_true",
+                    help="run the installed console script itself, not a copy of the package "
+                    "taken at start (with an editable install, edits during the run count)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     args = ap.parse_args(argv)
 
@@ -661,6 +750,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         plan = dataclasses.replace(plan, workloads=tuple(args.workloads.split(",")))
     helper, pythonpath, how = (None, False, "disabled") if args.no_helper else \
         find_helper(args.helper)
+    signal.signal(signal.SIGTERM, _terminate)
 
     go = _go_binary()
     began = time.perf_counter()
@@ -676,6 +766,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         server = stack.enter_context(RedisServer())
         env = Env(work=work, go=go, gopath=work / "gopath", redis=server, helper=helper,
                   helper_pythonpath=pythonpath, log=log)
+        if helper is not None and how == "console script" and not args.live:
+            helper, commit = snapshot_helper(work)
+            how = f"a copy of redis_gocache at {commit}"
+            env.helper = helper
         log(f"work dir {work}; redis-server on port {server.port}; go {go}; helper: {how}")
         if helper is not None:
             helper = _check_helper(env, explicit=bool(args.helper))
@@ -695,7 +789,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "builds": {w.name: {} for w in wls},
             "helper_stats": {w.name: {} for w in wls},
             "redis_memory": {w.name: [] for w in wls},
-            "latency": {}, "startup": [], "close_after_puts": [], "rss": None,
+            "latency": {}, "startup": [], "python_startup": [], "close_after_puts": [],
+            "remote_counts": [],
+            "rss": None,
         }
         for rep in range(plan.reps):
             log(f"rep {rep + 1}/{plan.reps}")
@@ -719,6 +815,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 json.dump({"results": results, "summary": summary}, f, indent=1)
             log(f"figures written to {args.json}")
     return 0
+
+
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM: unwind, so the work dir and redis-server are cleaned up."""
+    raise SystemExit(128 + signum)
 
 
 def _go_binary() -> str:
