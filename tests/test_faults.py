@@ -484,6 +484,7 @@ def test_redis_stalled_by_client_pause(
             break
         for breaker in (tmp_path / f"stalled-{attempt}").glob("breaker-*"):
             breaker.unlink()
+    print(f"replay seconds (CLIENT PAUSE, no Redis): {pairs}")
     assert pairs[-1][0] <= pairs[-1][1] + 2.0, pairs
 
 
