@@ -800,6 +800,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if helper is not None:
                 helper_round(env, plan, results)
                 log(f"  helper alone: {len(results['latency'].get('put', []))} samples so far")
+            if args.json:  # a long run that is cut short still leaves its figures
+                results["meta"]["seconds"] = time.perf_counter() - began
+                _write_json(args.json, results, summarize(results, plan))
         if helper is not None:
             if plan.reps:
                 log(f"peak RSS with a {plan.rss_body // MiB} MiB body")
@@ -811,10 +814,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary = summarize(results, plan)
         print_report(results, summary)
         if args.json:
-            with open(args.json, "w", encoding="utf-8") as f:
-                json.dump({"results": results, "summary": summary}, f, indent=1)
+            _write_json(args.json, results, summary)
             log(f"figures written to {args.json}")
     return 0
+
+
+def _write_json(path: str, results: dict[str, Any], summary: dict[str, Any]) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump({"results": results, "summary": summary}, f, indent=1)
+    os.replace(tmp, path)
 
 
 def _terminate(signum: int, frame: object) -> None:
