@@ -146,20 +146,21 @@ def maybe_start(cache: Cache, remote: Remote | None, local_root: str,
 
 
 def record(cache: Cache, remote: Remote | None, local_root: str, tag: str | None) -> None:
-    """After the last answer: store this run's manifest in Redis and mark the command as run
-    here. A run that never touched Redis and was run here before sends nothing."""
-    if remote is None or tag is None or len(cache.requested) < MIN_MANIFEST:
+    """After the last answer: store this run's manifest in Redis (if it asked for enough to be
+    worth prefetching) and mark the command as run here, so this runner never prefetches it
+    again. A run that never touched Redis and was run here before sends nothing."""
+    if remote is None or tag is None:
         return
     marker = marker_path(local_root, tag)
-    if os.path.exists(marker) and "redis" not in sys.modules:
+    known = os.path.exists(marker)
+    if known and "redis" not in sys.modules:
         return  # Fully local run of a known command: Redis stays unimported.
-    if not remote.write_manifest(tag, b"".join(cache.requested[:MAX_MANIFEST])):
-        if remote.writable or not remote.readable:
-            return
-        # A reader user may not write manifests; the marker still saves the next prefetch.
-    try:
-        os.makedirs(os.path.dirname(marker), mode=0o700, exist_ok=True)
-        with open(marker, "wb"):
-            pass
-    except OSError:
-        pass
+    if len(cache.requested) >= MIN_MANIFEST:
+        remote.write_manifest(tag, b"".join(cache.requested[:MAX_MANIFEST]))
+    if not known:
+        try:
+            os.makedirs(os.path.dirname(marker), mode=0o700, exist_ok=True)
+            with open(marker, "wb"):
+                pass
+        except OSError:
+            pass  # Without the marker the next run of this command prefetches again: harmless.

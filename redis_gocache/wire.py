@@ -86,7 +86,8 @@ def parse_request(line: bytes) -> Request:
     """
     try:
         obj = json.loads(line)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        # RecursionError: JSON nested deeper than the interpreter's stack ("[[[[...").
         raise FatalProtocolError(f"request is not JSON: {_preview(line)}") from None
     if not isinstance(obj, dict):
         raise FatalProtocolError(f"request is not a JSON object: {_preview(line)}")
