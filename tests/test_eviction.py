@@ -69,8 +69,14 @@ def test_builds_stay_correct_while_redis_evicts(
     used = int(client.info("memory")["used_memory"])
     assert used <= 21 * 1024 * 1024, used
 
+    survivors = len(client.keys("gocache:a:*"))
+    assert survivors > 0
+
     # Runner B (empty caches) gets what survived and rebuilds the rest: the binary is right.
+    # B is read-only: its own puts would evict A's survivors before B asks for them, and
+    # whether B then found anything would be a race.
     b = make_runner(tmp_path, "B", checkout, go_env, small_redis.url)
+    b.env["REDIS_GOCACHE_READONLY"] = "1"
     assert b.build_and_run() == HELLO
     raw = [json.loads(line) for line in b.stats_file.read_text().splitlines()]
     warm = b.take_stats()
