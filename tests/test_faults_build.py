@@ -118,10 +118,11 @@ def test_build_with_redis_killed_halfway_then_restarted_empty(
     streams = [parse_stream(s) for s in go_recording.streams]
     with RedisServer() as srv:
         seed(streams, tmp_path, srv.url)
-        runner = Runner(go_recording, tmp_path, "killed", 42, srv.url,
+        runner = Runner(go_recording, tmp_path, "killed", 45, srv.url,
                         {"REDIS_GOCACHE_BREAKER_COOLDOWN": "1"})
-        # A runner that lost part of its local directory: those come from Redis, until
-        # Redis dies halfway through them.
+        # A runner that lost part of its local directory, building an edited module (so the
+        # link needs every package, and cmd/go asks for each): the lost ones come from Redis,
+        # until Redis dies partway through them.
         actions = sorted(p for p in (runner.helper_dir / "v1" / "a").rglob("*") if p.is_file())
         lost = random.Random(7).sample(actions, len(actions) // 3)
         for path in lost:
@@ -133,7 +134,8 @@ def test_build_with_redis_killed_halfway_then_restarted_empty(
             deadline = time.monotonic() + GO_TIMEOUT
             while not killed.is_set() and time.monotonic() < deadline:
                 have = sum(1 for p in (runner.helper_dir / "v1" / "a").rglob("*") if p.is_file())
-                if have >= start + len(lost) // 4:
+                # The build asks for about 50 of the lost ones (the rest belong to go test).
+                if have >= start + 15:
                     srv.stop()
                     killed.set()
                     return
@@ -146,7 +148,7 @@ def test_build_with_redis_killed_halfway_then_restarted_empty(
         assert killed.is_set(), "Redis was not killed during the build"
         watcher.join(5)
         out = subprocess.run([str(binary)], capture_output=True, text=True, timeout=30)
-        assert out.stdout.strip() == "faults ok 42", out
+        assert out.stdout.strip() == "faults ok 45", out
         build_row = runner.rows()[0]
         assert build_row["remote_hits"] > 0 and build_row["put_errors"] == 0, build_row
         assert "unavailable" in runner.stderr
