@@ -10,6 +10,7 @@
     ├── RejectedEntry        a remote entry failed verification: served as a miss, counted
     └── RemoteError          Redis refused a command or answered nonsense
         ├── RemoteUnavailable    Redis cannot be reached or did not answer in time
+        ├── ShardUnavailable     one Redis Cluster node is down: its keys miss, the rest serve
         ├── RemoteOutOfMemory    Redis is full (maxmemory under noeviction): reads still work
         ├── RemoteMisconfigured  the Redis settings proved unusable when first used (bad URL)
         └── PermissionDenied     Redis said NOPERM: this user may read but not write
@@ -52,6 +53,11 @@ class RemoteError(GoCacheError):
 
 class RemoteUnavailable(RemoteError):
     """Redis cannot be reached, or did not answer within the timeout."""
+
+
+class ShardUnavailable(RemoteError):
+    """One node of a Redis Cluster is down or unreachable. Its keys are misses for a while;
+    the other nodes keep serving, so this never switches Redis off as a whole."""
 
 
 class RemoteOutOfMemory(RemoteError):

@@ -27,6 +27,7 @@ from redis_gocache.exceptions import (
     RemoteMisconfigured,
     RemoteOutOfMemory,
     RemoteUnavailable,
+    ShardUnavailable,
 )
 from redis_gocache.stats import Stats
 from redis_gocache.store.base import Entry, RemoteStore, Sink
@@ -94,6 +95,7 @@ class Remote:
         self._lock = threading.Lock()
         self._failures = 0
         self._breaker_was_set = False
+        self._shard_warned = False
         self.readable = True
         self.writable = not read_only
         if breaker is not None:
@@ -116,6 +118,13 @@ class Remote:
 
     def _failed(self, exc: RemoteError, writing: bool) -> None:
         with self._lock:
+            if isinstance(exc, ShardUnavailable):
+                # One Cluster node: its keys miss, the rest of the cache serves. Say so once.
+                if not self._shard_warned:
+                    self._shard_warned = True
+                    self._log(f"a Redis Cluster node is unavailable ({exc}); its entries are "
+                              "misses for now, the other nodes keep serving")
+                return
             if isinstance(exc, RemoteMisconfigured):
                 if self.readable or self.writable:
                     self.readable = self.writable = False

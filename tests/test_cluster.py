@@ -281,6 +281,14 @@ def test_go_build_through_cluster_survives_a_killed_primary(
     assert stats["puts"] > 50, stats
     assert "unavailable" in err, err[-2000:]  # the helper did run into the dead primary
 
+    # Runner D (empty caches) builds what B built while that primary stays dead: the two
+    # live primaries still serve their share, and no breaker file switches Redis off.
+    d = make_runner(tmp_path, "D", checkout, go_env, cluster.url)
+    assert d.build_and_run() == HELLO
+    degraded = d.take_stats()
+    assert degraded["remote_hits"] > 20 and hit_ratio(degraded) >= 0.4, degraded
+    assert not list(d.helper_dir.glob("breaker-*"))
+
 
 def count_actions(client: redis.RedisCluster) -> int:
     return sum(1 for _ in client.scan_iter(match=f"{PREFIX}a:*", count=1000))

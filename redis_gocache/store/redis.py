@@ -49,6 +49,7 @@ from redis_gocache.exceptions import (
     RemoteMisconfigured,
     RemoteOutOfMemory,
     RemoteUnavailable,
+    ShardUnavailable,
 )
 from redis_gocache.store.base import Entry, Sink
 from redis_gocache.store.disk import is_hex_id
@@ -73,6 +74,9 @@ REFRESH_BATCH = 500
 """Entries per pipelined round trip when refreshing TTLs."""
 
 OUT_OF_MEMORY = "OOM"
+
+DEAD_NODE_SECONDS = 30.0
+"""How long a Redis Cluster node that failed is left alone (its keys are misses meanwhile)."""
 
 MAX_CLOCK_SKEW_NS = 24 * 3600 * 10**9
 """A record's put time may be this far in the future (clocks of runners differ); later is
@@ -129,6 +133,7 @@ class RedisStore:
         # A Cluster spreads keys over slots and no MULTI spans two, so puts write the blob
         # first and the record second (see put); a Sentinel primary is one server.
         self._clustered = kind_of(url) == CLUSTER
+        self._dead_nodes: dict[str, float] = {}  # Cluster node name -> monotonic time to retry
         self._client: redis.Redis | None = None
         self._lock = threading.Lock()
 
@@ -209,15 +214,75 @@ class RedisStore:
             # Not a RedisError: a slot no node serves, a pipeline that spans slots.
             raise RemoteError(f"{type(exc).__name__}: {exc}") from None
 
+    @contextmanager
+    def _shard(self, *keys: str) -> Iterator[None]:
+        """On a Redis Cluster, keep one dead node from costing the whole cache.
+
+        A node that failed is remembered for :data:`DEAD_NODE_SECONDS`: commands on its keys
+        raise :class:`ShardUnavailable` at once, without a network round trip, and a failure
+        becomes :class:`ShardUnavailable` too, which the guard answers with a miss but does not
+        take for an outage. Only when every primary has failed is Redis unavailable. On a
+        single server this does nothing.
+        """
+        if not self._clustered:
+            yield
+            return
+        client = self._client
+        nodes = self._nodes_of(client, keys) if client is not None else []
+        now = time.monotonic()
+        down = [n for n in nodes if self._dead_nodes.get(n, 0.0) > now]
+        if down:
+            raise ShardUnavailable(f"Redis Cluster node {down[0]} is down")
+        try:
+            yield
+        except RemoteUnavailable as exc:
+            self._node_failed(nodes, exc)
+        except ShardUnavailable:
+            raise
+        except RemoteError as exc:
+            # A node that died takes its slots along: redis-py says so in words, not types.
+            text = str(exc).lower()
+            if "clusterdown" in text or "cluster is down" in text or "slotnotcovered" in text:
+                self._node_failed(nodes, exc)
+            raise
+
+    def _node_failed(self, nodes: list[str], exc: RemoteError) -> None:
+        until = time.monotonic() + DEAD_NODE_SECONDS
+        for node in nodes:
+            self._dead_nodes[node] = until
+        client = self._client
+        try:
+            primaries = len(client.get_primaries()) if client is not None else 0  # type: ignore[attr-defined]
+        except Exception:  # noqa: BLE001 - no topology known: assume the worst
+            primaries = 0
+        dead = sum(1 for t in self._dead_nodes.values() if t > time.monotonic())
+        if primaries == 0 or dead >= primaries:
+            raise RemoteUnavailable(f"every Redis Cluster primary failed: {exc}") from None
+        which = ", ".join(nodes) or "?"
+        raise ShardUnavailable(f"Redis Cluster node {which} failed: {exc}") from None
+
+    @staticmethod
+    def _nodes_of(client: redis.Redis, keys: Sequence[str]) -> list[str]:
+        names: list[str] = []
+        for key in keys:
+            try:
+                name = client.get_node_from_key(key).name  # type: ignore[attr-defined]
+            except Exception:  # noqa: BLE001 - an unknown slot map: no node to blame
+                continue
+            if name not in names:
+                names.append(name)
+        return names
+
     def _key(self, kind: str, ident: bytes | str) -> str:
         return f"{self.prefix}{kind}:{ident if isinstance(ident, str) else ident.hex()}"
 
     # -- reads ------------------------------------------------------------------------
 
     def get(self, action_id: bytes, sink: Sink) -> Entry | None:
-        with self._translate():
+        akey = self._key("a", action_id)
+        with self._shard(akey), self._translate():
             client = self.client()
-            raw = cast(dict[bytes, bytes], client.hgetall(self._key("a", action_id)))
+            raw = cast(dict[bytes, bytes], client.hgetall(akey))
             if not raw:
                 return None
             entry = parse_record(raw)
@@ -236,8 +301,11 @@ class RedisStore:
             if not ref.startswith(POINTER_PREFIX):
                 if ref != b"o":
                     raise RejectedEntry("bad_fields", "record has neither body nor blob reference")
-                self._read_blob(client, self._key("o", entry.output_id), entry.size, sink)
-                return entry
+        if not ref.startswith(POINTER_PREFIX):
+            okey = self._key("o", entry.output_id)
+            with self._shard(okey), self._translate():
+                self._read_blob(self.client(), okey, entry.size, sink)
+            return entry
         # A spill pointer, read outside _translate: the volume's trouble is no Redis outage.
         if self.spill is None:
             raise RejectedEntry("spill_unmounted", "output is in a spill directory not set here")
@@ -269,6 +337,13 @@ class RedisStore:
 
     def put(self, action_id: bytes, entry: Entry, path: str) -> None:
         self._writing()
+        keys = [self._key("a", action_id)]
+        if entry.size > self.inline_max and self.spill is None:
+            keys.append(self._key("o", entry.output_id))
+        with self._shard(*keys):
+            self._put(action_id, entry, path)
+
+    def _put(self, action_id: bytes, entry: Entry, path: str) -> None:
         akey = self._key("a", action_id)
         fields: dict[str, bytes | str | int] = {
             "oid": entry.output_id.hex(),
@@ -362,7 +437,7 @@ class RedisStore:
 
     def refresh(self, items: Sequence[tuple[bytes, Entry]]) -> None:
         self._writing()
-        with self._translate():
+        with self._shard(), self._translate():
             client = self.client()
             for start in range(0, len(items), REFRESH_BATCH):
                 pipe = client.pipeline(transaction=False)
@@ -377,13 +452,15 @@ class RedisStore:
                     self.spill.mark_used(entry.output_id)
 
     def read_manifest(self, tag: str) -> bytes | None:
-        with self._translate():
-            return cast(bytes | None, self.client().get(self._key("m", tag)))
+        mkey = self._key("m", tag)
+        with self._shard(mkey), self._translate():
+            return cast(bytes | None, self.client().get(mkey))
 
     def write_manifest(self, tag: str, action_ids: bytes) -> None:
         self._writing()
-        with self._translate():
-            self.client().set(self._key("m", tag), action_ids, ex=self.ttl)
+        mkey = self._key("m", tag)
+        with self._shard(mkey), self._translate():
+            self.client().set(mkey, action_ids, ex=self.ttl)
 
     def ping(self) -> float:
         """Round-trip time of one PING, in seconds."""
