@@ -24,6 +24,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
+from redis_gocache.store.disk import touch_private
 from redis_gocache.wire import ID_SIZE
 
 if TYPE_CHECKING:
@@ -160,7 +161,6 @@ def record(cache: Cache, remote: Remote | None, local_root: str, tag: str | None
     if not known:
         try:
             os.makedirs(os.path.dirname(marker), mode=0o700, exist_ok=True)
-            with open(marker, "wb"):
-                pass
+            touch_private(marker)
         except OSError:
             pass  # Without the marker the next run of this command prefetches again: harmless.

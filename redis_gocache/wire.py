@@ -170,6 +170,8 @@ class InputStream:
         while True:
             nl = self._buf.find(b"\n", self._pos)
             if nl >= 0:
+                if nl - self._pos > MAX_LINE:
+                    raise FatalProtocolError(f"request line longer than {MAX_LINE} bytes")
                 line = self._buf[self._pos:nl]
                 self._pos = nl + 1
                 if line.strip():

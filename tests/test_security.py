@@ -109,10 +109,6 @@ def test_local_directory_is_private(tmp_path: Path, umask: int) -> None:
     check_private(tmp_path, umask, skip=STORE_ONLY)
 
 
-@pytest.mark.xfail(strict=True, reason="ops/trim.py and ops/fleet.py create their marker files "
-                   "the fleet-stats spool (stats-*/run-*.json) and prefetch its manifests (v1/m/*) "
-                   "with open(): 0666 & ~umask, "
-                   "not 0600 (reported)")
 def test_operator_markers_are_private_too(tmp_path: Path) -> None:
     check_private(tmp_path, 0o000, skip=set())
 

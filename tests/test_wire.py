@@ -145,8 +145,10 @@ def test_requests_without_a_usable_id_are_fatal(line: bytes) -> None:
         wire.parse_request(line)
 
 
-def test_huge_line_is_fatal(stream_of) -> None:
-    stream = stream_of(b"x" * (wire.MAX_LINE + 10))
+@pytest.mark.parametrize("tail", [b"", b"\n"], ids=["unterminated", "with-newline"])
+def test_huge_line_is_fatal(stream_of, tail: bytes) -> None:
+    # With its newline, the whole line arrives in one read: it must still be refused.
+    stream = stream_of(b"x" * (wire.MAX_LINE + 10) + tail)
     with pytest.raises(FatalProtocolError, match="longer than"):
         stream.readline()
 

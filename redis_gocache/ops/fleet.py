@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from redis_gocache.exceptions import GoCacheError
+from redis_gocache.store.disk import open_private, touch_private
 
 if TYPE_CHECKING:
     from redis_gocache.config import Config
@@ -185,7 +186,7 @@ class Spool:
                 return
             name = os.path.join(self.path, f"run-{os.getpid()}-{os.urandom(4).hex()}.json")
             tmp = name + ".tmp"
-            with open(tmp, "w", encoding="utf-8") as f:
+            with open_private(tmp) as f:
                 json.dump({"counts": counts, "paths": dict(paths)}, f)
             os.replace(tmp, name)
         except OSError:
@@ -239,9 +240,7 @@ class Spool:
                 pass
         try:
             os.makedirs(self.path, mode=0o700, exist_ok=True)
-            with open(self.marker, "a"):
-                pass
-            os.utime(self.marker, (now, now))
+            touch_private(self.marker, now)
         except OSError:
             pass
 

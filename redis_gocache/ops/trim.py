@@ -20,7 +20,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 
-from redis_gocache.store.disk import USE_MARK_INTERVAL, is_hex_id
+from redis_gocache.store.disk import USE_MARK_INTERVAL, is_hex_id, touch_private
 
 PROTECT = USE_MARK_INTERVAL + 3600.0
 """Seconds since its mtime during which an output file is never removed (see above)."""
@@ -238,9 +238,7 @@ def maybe_auto_trim(root: str, *, max_age: float, max_size: int = 0,
     except OSError:
         return None
     try:
-        with open(marker, "a"):
-            pass
-        os.utime(marker, (now, now))
+        touch_private(marker, now)
     except OSError:
         return None  # A directory we cannot mark is one we would trim on every run.
     return trim_root(root, max_age=max_age, max_size=max_size, now=now)

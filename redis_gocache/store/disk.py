@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from typing import IO
 
 from redis_gocache.exceptions import LocalStoreError
 from redis_gocache.store.base import Entry
@@ -221,6 +222,19 @@ class DiskStore:
             os.utime(self.action_path(action_hex))
         except OSError:
             pass
+
+
+def touch_private(path: str, when: float | None = None) -> None:
+    """Create ``path`` empty (mode 0600) if it is missing and set its mtime to ``when`` (now
+    by default): the cheap markers the helper keeps next to its files. Raises OSError."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600))
+    os.utime(path, None if when is None else (when, when))
+
+
+def open_private(path: str) -> IO[str]:
+    """``open(path, "w")``, but a new file gets mode 0600 whatever the umask."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
+    return os.fdopen(fd, "w", encoding="utf-8")
 
 
 def _parse_action(data: bytes) -> Entry | None:
