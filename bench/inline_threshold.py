@@ -119,9 +119,14 @@ def measure(r: redis.Redis, size: int, reps: int, scratch: str) -> dict[str, Any
     n = max(20, reps if size <= 256 * KiB else reps // 4)
     times: dict[str, list[float]] = {"inline": [], "blob": [], "write": []}
     choices = {"inline": list(inline_ids), "blob": list(blob_ids)}
+    pair: list[tuple[str, Callable[[redis.Redis, str], bytes]]] = [
+        ("inline", get_inline), ("blob", get_blob)]
     for _ in range(n):
-        # Alternate the two layouts so drift in machine load hits both alike.
-        for kind, get in (("inline", get_inline), ("blob", get_blob)):
+        # Both layouts in every iteration, so drift in machine load hits them alike, in a random
+        # order: a command sent right after another finds Redis (and the vCPU it runs on) awake,
+        # and whichever layout always came second would look cheaper.
+        rng.shuffle(pair)
+        for kind, get in pair:
             ids = inline_ids if kind == "inline" else blob_ids
             aid = rng.choice(choices[kind])
             start = time.perf_counter_ns()
@@ -132,6 +137,11 @@ def measure(r: redis.Redis, size: int, reps: int, scratch: str) -> dict[str, Any
         start = time.perf_counter_ns()
         write_local(scratch, body)
         times["write"].append((time.perf_counter_ns() - start) / 1e3)
+    rtt = []
+    for _ in range(n):
+        start = time.perf_counter_ns()
+        r.ping()
+        rtt.append((time.perf_counter_ns() - start) / 1e3)
     inline_us = statistics.median(times["inline"])
     blob_us = statistics.median(times["blob"])
     write_us = statistics.median(times["write"])
@@ -142,6 +152,7 @@ def measure(r: redis.Redis, size: int, reps: int, scratch: str) -> dict[str, Any
     r.flushall()
     return {
         "size": size, "entries": len(sizes), "mean_body": mean_body, "samples": n,
+        "ping_us": statistics.median(rtt),
         "inline_us": inline_us, "blob_us": blob_us, "extra_us": extra_us, "write_us": write_us,
         "relative_cost": extra_us / inline_us,
         "relative_cost_with_write": extra_us / (inline_us + write_us),
@@ -192,6 +203,7 @@ def main() -> int:
               f"{row['extra_us']:>9.1f} {row['relative_cost']:>9.1%} "
               f"{row['write_us']:>9.1f} {row['relative_cost_with_write']:>9.1%} "
               f"{row['inline_overhead']:>10.0f} {row['blob_overhead']:>10.0f}")
+    print(f"  PING round trip: median {statistics.median(row['ping_us'] for row in rows):.1f} us")
     print("  extra = median of paired (blob - inline); relative = extra / inline;\n"
           "  rel+write = extra / (inline + the local file write every hit also does);\n"
           "  inline B / blob B = Redis bytes per entry beyond the body.")
