@@ -561,9 +561,13 @@ def summarize(results: dict[str, Any], plan: Plan) -> dict[str, Any]:
         for key in SCENARIOS:
             xs = times.get(key, [])
             m = median(xs)
+            # Also the median of per-rep ratios: each rep's scenarios ran back to back, so a
+            # slow phase of the machine cancels out of their ratio.
+            paired = [x / w for x, w in zip(xs, times.get("go_warm", []), strict=False) if w]
             rows[key] = {
                 "median": m, "min": min(xs) if xs else None, "max": max(xs) if xs else None,
                 "n": len(xs), "ratio_to_go_warm": m / warm if m is not None and warm else None,
+                "paired_ratio": median(paired),
             }
         summary["builds"][wl] = rows
     for key, xs in results["latency"].items():
@@ -632,18 +636,22 @@ def print_report(results: dict[str, Any], summary: dict[str, Any]) -> None:
           f"Python {meta['python']}, {meta['cpus']} CPUs, {meta['reps']} rep(s), "
           f"helper: {meta['helper']}")
     print()
-    print("Builds: wall seconds, median (min-max) of the reps; x = ratio to Go's warm cache")
-    print(f"  {'workload':9}{'scenario':44}{'median':>9}{'min':>9}{'max':>9}{'x':>8}")
+    print("Builds: wall seconds, median (min-max) of the reps; x = ratio of medians to Go's "
+          "warm cache;\n  paired = median of the per-rep ratios (less sensitive to a noisy "
+          "machine)")
+    print(f"  {'workload':9}{'scenario':44}{'median':>9}{'min':>9}{'max':>9}{'x':>8}"
+          f"{'paired':>8}")
     for wl, rows in summary["builds"].items():
         title = results["workloads"][wl]
         print(f"  {title}")
         for key, row in rows.items():
             if not row["n"]:
                 continue
-            ratio = row["ratio_to_go_warm"]
+            ratio, paired = row["ratio_to_go_warm"], row["paired_ratio"]
             print(f"  {wl:9}{SCENARIOS[key]:44}{fmt_s(row['median']):>9}"
                   f"{fmt_s(row['min']):>9}{fmt_s(row['max']):>9}"
-                  f"{'' if ratio is None else f'{ratio:.2f}':>8}")
+                  f"{'' if ratio is None else f'{ratio:.2f}':>8}"
+                  f"{'' if paired is None else f'{paired:.2f}':>8}")
     if any(results["helper_stats"].values()):
         print()
         print("Helper counters (last rep; summed over the helper processes of the build)")
