@@ -9,16 +9,21 @@ explaining a bad command line.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
 
-from redis_gocache import config as _config
 from redis_gocache.exceptions import ConfigError
 
+# Not typing.TYPE_CHECKING: this module is on the way to the capability line, and importing
+# typing would cost more than everything else there (mypy honours the constant by its name).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any, TypeVar
+
     import click
 
-F = TypeVar("F", bound=Callable[..., Any])
+    from redis_gocache import config as _config
+
+    F = TypeVar("F", bound=Callable[..., Any])
 
 EXIT_USAGE = 2
 
@@ -26,6 +31,17 @@ EXIT_USAGE = 2
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the console script and of ``python -m redis_gocache``."""
     args = list(sys.argv[1:] if argv is None else argv)
+    proto_fd = None
+    if not args:
+        # The usual GOCACHEPROG=redis-gocache: no flag to parse, so answer cmd/go before
+        # importing anything; a bad setting in the environment is still reported below.
+        from redis_gocache.handshake import announce
+
+        proto_fd = announce()
+        if proto_fd is None:
+            sys.exit(0)  # cmd/go is already gone.
+    from redis_gocache import config as _config
+
     try:
         values = _config.parse_helper_args(args)
         cfg = _config.resolve(values) if values is not None else None
@@ -35,13 +51,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     if cfg is not None:
         from redis_gocache.helper import run_helper
 
-        sys.exit(run_helper(cfg))
+        sys.exit(run_helper(cfg, proto_fd))
     build_cli()(args=args, prog_name="redis-gocache")
 
 
 def helper_options(func: F) -> F:
     """Decorate a click command with every option of the settings table."""
     import click
+
+    from redis_gocache import config as _config
 
     for opt in reversed(_config.OPTIONS):
         if opt.is_flag:
@@ -77,6 +95,8 @@ def _click_type(opt: _config.Option) -> Any:
 def resolve_or_exit(values: dict[str, Any]) -> _config.Config:
     """Resolve settings for a subcommand; a bad one is a usage error, not a traceback."""
     import click
+
+    from redis_gocache import config as _config
 
     try:
         return _config.resolve(values)

@@ -9,9 +9,9 @@ import sys
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from redis_gocache import wire
 from redis_gocache.config import Config
 from redis_gocache.exceptions import ConfigError, LocalStoreError
+from redis_gocache.handshake import announce
 
 if TYPE_CHECKING:
     from redis_gocache.remote import Remote
@@ -23,24 +23,6 @@ def log(message: str) -> None:
     """One line on stderr; stdout belongs to the protocol."""
     sys.stderr.write(f"redis-gocache: {message}\n")
     sys.stderr.flush()
-
-
-def claim_stdout() -> int:
-    """Take fd 1 for the protocol and point everything else at stderr.
-
-    Returns a private descriptor for protocol answers. Afterwards fd 1 *is* stderr, so a stray
-    ``print`` or a C library writing to stdout can never corrupt the stream cmd/go reads.
-    """
-    proto = os.dup(1)
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-    return proto
-
-
-def write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
 
 
 def local_root(config: Config) -> str:
@@ -73,13 +55,16 @@ def _quit(signum: int, frame: FrameType | None) -> None:
     os._exit(0)
 
 
-def run_helper(config: Config) -> int:
-    """Serve cmd/go on stdin/stdout until close or EOF; returns the exit status."""
-    proto_fd = claim_stdout()
-    try:
-        write_all(proto_fd, wire.CAPABILITIES)
-    except OSError:
-        return 0  # cmd/go is already gone.
+def run_helper(config: Config, proto_fd: int | None = None) -> int:
+    """Serve cmd/go on stdin/stdout until close or EOF; returns the exit status.
+
+    ``proto_fd``: the protocol descriptor when the caller has already announced the
+    capabilities (:func:`redis_gocache.handshake.announce`); else this does it first.
+    """
+    if proto_fd is None:
+        proto_fd = announce()
+        if proto_fd is None:
+            return 0  # cmd/go is already gone.
     signal.signal(signal.SIGINT, _quit)
     signal.signal(signal.SIGTERM, _quit)
 

@@ -28,9 +28,7 @@ import time
 from collections.abc import Callable
 
 from redis_gocache.exceptions import FatalProtocolError, ProtocolError
-
-CAPABILITIES = b'{"ID":0,"KnownCommands":["get","put","close"]}\n'
-"""The ID-0 response, written before anything else happens."""
+from redis_gocache.handshake import CAPABILITIES
 
 CMD_GET = "get"
 CMD_PUT = "put"
