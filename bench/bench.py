@@ -467,8 +467,10 @@ _PROFILE_WRAPPER = """#!/bin/sh
 # py-spy prints its own messages on stdout, which is the protocol's: give it stderr, and hand
 # the helper the real stdout through fd 3. --gil keeps only samples of the thread holding the
 # GIL: the helper's Python CPU time, without threads parked on a queue or a pipe read.
+# The command line is the same for every build: py-spy becomes the helper's parent, and the
+# helper may read its parent's command line (prefetch manifests are keyed by it).
 exec 3>&1 1>&2
-exec {pyspy} record --gil --rate {rate} --format raw --output "{out}/helper-$$.txt" -- \\
+exec {pyspy} record --gil --rate {rate} --format raw --output "{out}" -- \\
     {python} -c 'import os, sys, runpy; os.dup2(3, 1); os.close(3); {run}'
 """
 
@@ -488,20 +490,27 @@ def profile(env: Env, wl: Workload, out_dir: Path) -> dict[str, Any]:
             "run_name=\"__main__\")"
     report: dict[str, Any] = {}
     env.client().flushall()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    current = out_dir / "pyspy-current.txt"  # one helper per build in these workloads
+    wrapper = out_dir / "wrapper.sh"
+    wrapper.write_text(_PROFILE_WRAPPER.format(pyspy=pyspy, out=current, python=python,
+                                               rate=PROFILE_RATE, run=run.replace("'", "\"")))
+    wrapper.chmod(0o755)
     cold_dir, new_dir = env.fresh_dir("prof-cold"), env.fresh_dir("prof-new")
     for key, cache_dir in (("helper_cold", cold_dir), ("helper_new", new_dir),
                            ("helper_warm", new_dir)):
         raw_dir = out_dir / f"{wl.name}-{key}"
         raw_dir.mkdir(parents=True, exist_ok=True)
-        wrapper = raw_dir / "wrapper.sh"
-        wrapper.write_text(_PROFILE_WRAPPER.format(pyspy=pyspy, out=raw_dir, python=python,
-                                                   rate=PROFILE_RATE,
-                                                   run=run.replace("'", "\"")))
-        wrapper.chmod(0o755)
+        current.unlink(missing_ok=True)
         go_env = env.go_env(env.fresh_dir(f"prof-{key}-gocache"),
                             {"GOCACHEPROG": go_quote([str(wrapper)])})
         go_env.update(env.helper_env(cache_dir / "local", None, base={}))
         seconds = run_go(env, wl, go_env, COLD_TIMEOUT, f"profile-{wl.name}-{key}")
+        deadline = time.monotonic() + STATS_WAIT
+        while not current.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if current.exists():
+            os.replace(current, raw_dir / "helper-0.txt")
         report[key] = {"seconds_under_pyspy": seconds, **hotspots(raw_dir)}
         env.log(f"  profiled {wl.name} {key}: {seconds:.2f} s, raw stacks in {raw_dir}")
     shutil.rmtree(env.work / "runs")
