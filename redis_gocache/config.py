@@ -139,6 +139,26 @@ def parse_key_files(text: str) -> tuple[str, ...]:
     return paths
 
 
+def redact_url(url: str) -> str:
+    """``url`` with any password (in the user part or a ``password=`` query argument)
+    replaced by ``***``, for messages."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    auth, at, host = rest.rpartition("@")
+    if at:
+        user, colon, _ = auth.partition(":")
+        rest = f"{user}{':***' if colon else ''}@{host}"
+    base, q, query = rest.partition("?")
+    if q and "password" in query.lower():
+        from urllib.parse import parse_qsl, urlencode
+
+        pairs = [(k, "***" if "password" in k.lower() else v)
+                 for k, v in parse_qsl(query, keep_blank_values=True)]
+        rest = f"{base}?{urlencode(pairs, safe='*')}"
+    return f"{scheme}://{rest}"
+
+
 def parse_prefix(text: str) -> str:
     """A key prefix; ``{`` and ``}`` are refused since they would make a Cluster hash tag
     and pin the whole cache to one slot."""

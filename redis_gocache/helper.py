@@ -16,6 +16,7 @@ from redis_gocache.handshake import announce
 if TYPE_CHECKING:
     from redis_gocache.remote import Remote
     from redis_gocache.stats import Stats
+    from redis_gocache.store.base import RemoteStore
     from redis_gocache.store.spill import SpillDir
 
 
@@ -143,8 +144,8 @@ def _make_remote(config: Config, stats: Stats) -> Remote | None:
     if not config.redis_url:
         log(f"no REDIS_URL configured; caching on local disk only ({config.cache_dir})")
         return None
+    from redis_gocache.config import redact_url
     from redis_gocache.remote import Breaker, Remote
-    from redis_gocache.store.redis import RedisStore, redact_url
 
     signer = verifier = None
     if config.signing_key or config.trusted_keys:
@@ -156,26 +157,32 @@ def _make_remote(config: Config, stats: Stats) -> Remote | None:
             signer = Signer.from_file(config.signing_key)
         if config.trusted_keys:
             verifier = Verifier.from_files(config.trusted_keys)
-    store = RedisStore(
-        config.redis_url,
-        prefix=config.prefix,
-        ttl=config.ttl,
-        inline_max=config.inline_max,
-        timeout=config.timeout,
-        retries=config.retries,
-        max_connections=config.workers + 2,
-        password=config.password,
-        tls_ca=config.tls_ca,
-        tls_cert=config.tls_cert,
-        tls_key=config.tls_key,
-        read_only=config.read_only,
-        signer=signer,
-        verifier=verifier,
-        spill=_make_spill(config),
-    )
+
+    def make_store() -> RemoteStore:
+        # On first use only: a fully local run never imports the Redis store (nor redis).
+        from redis_gocache.store.redis import RedisStore
+
+        return RedisStore(
+            config.redis_url or "",
+            prefix=config.prefix,
+            ttl=config.ttl,
+            inline_max=config.inline_max,
+            timeout=config.timeout,
+            retries=config.retries,
+            max_connections=config.workers + 2,
+            password=config.password,
+            tls_ca=config.tls_ca,
+            tls_cert=config.tls_cert,
+            tls_key=config.tls_key,
+            read_only=config.read_only,
+            signer=signer,
+            verifier=verifier,
+            spill=_make_spill(config),
+        )
+
     describe = redact_url(config.redis_url)
     # One breaker per server and prefix; the name must not leak the password into the disk.
     tag = hashlib.sha256(f"{describe} {config.prefix}".encode()).hexdigest()[:16]
     breaker = Breaker(os.path.join(config.cache_dir, f"breaker-{tag}"), config.breaker_cooldown)
-    return Remote(store, stats=stats, log=log, describe=describe,
+    return Remote(factory=make_store, stats=stats, log=log, describe=describe,
                   read_only=config.read_only, breaker=breaker)

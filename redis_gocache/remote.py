@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from redis_gocache.exceptions import (
+    ConfigError,
     LocalStoreError,
     PermissionDenied,
     RejectedEntry,
@@ -79,15 +80,18 @@ class Remote:
 
     def __init__(
         self,
-        store: RemoteStore,
+        store: RemoteStore | None = None,
         *,
+        factory: Callable[[], RemoteStore] | None = None,
         stats: Stats,
         log: Callable[[str], None],
         describe: str,
         read_only: bool = False,
         breaker: Breaker | None = None,
     ) -> None:
-        self.store = store
+        self._store = store
+        self._factory = factory
+        self._make_lock = threading.Lock()
         self.stats = stats
         self._log = log
         self._describe = describe
@@ -107,6 +111,21 @@ class Remote:
                     f"(remove {breaker.path} to retry now)")
             elif until:
                 self._breaker_was_set = True
+
+    @property
+    def store(self) -> RemoteStore:
+        """The remote store; one given as a ``factory`` is made on first use, so a helper
+        whose every get is local never imports the Redis client code at all."""
+        if self._store is None:
+            with self._make_lock:
+                if self._store is None:
+                    if self._factory is None:
+                        raise TypeError("Remote needs a store or a factory")
+                    try:
+                        self._store = self._factory()
+                    except ConfigError as exc:
+                        raise RemoteMisconfigured(str(exc)) from None
+        return self._store
 
     def _ok(self) -> None:
         if self._failures or self._breaker_was_set:
@@ -225,4 +244,5 @@ class Remote:
         return True
 
     def close(self) -> None:
-        self.store.close()
+        if self._store is not None:
+            self._store.close()

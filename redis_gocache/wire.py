@@ -45,7 +45,11 @@ MAX_BODY = 1 << 40
 """Largest BodySize accepted (1 TiB): a sanity bound, not a real limit."""
 
 _READ_CHUNK = 1 << 20
-"""Bytes asked of stdin at a time; base64 bodies are decoded in pieces this size."""
+"""Bytes asked of stdin at a time inside a body; base64 is decoded in pieces this size."""
+
+_LINE_CHUNK = 1 << 16
+"""Bytes asked of stdin at a time between bodies. Small on purpose: os.read allocates the whole
+size first, and a megabyte goes to mmap and back on every request line."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -152,8 +156,8 @@ class InputStream:
         self._buf = b""
         self._pos = 0
 
-    def _fill(self) -> bool:
-        data = os.read(self._fd, _READ_CHUNK)
+    def _fill(self, size: int = _LINE_CHUNK) -> bool:
+        data = os.read(self._fd, size)
         if not data:
             return False
         if self._pos < len(self._buf):
@@ -218,7 +222,7 @@ class InputStream:
         carry = b""
         decoded = 0
         while remaining > 0:
-            if self._pos >= len(self._buf) and not self._fill():
+            if self._pos >= len(self._buf) and not self._fill(_READ_CHUNK):
                 raise FatalProtocolError(f"input ended inside the body of request {req.id}")
             piece = self._buf[self._pos:self._pos + remaining]
             stop = _first_of(piece, b'"', b"\n")

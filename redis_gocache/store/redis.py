@@ -38,8 +38,8 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
-from urllib.parse import parse_qsl, urlencode
 
+from redis_gocache.config import redact_url
 from redis_gocache.exceptions import (
     ConfigError,
     LocalStoreError,
@@ -517,24 +517,6 @@ def _read_piece(f: Any) -> bytes:
         return cast(bytes, f.read(STREAM_CHUNK))
     except OSError as exc:
         raise LocalStoreError(f"cannot read {f.name}: {exc.strerror}") from None
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password (in the user part or a ``password=`` query argument)
-    replaced by ``***``, for messages."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    auth, at, host = rest.rpartition("@")
-    if at:
-        user, colon, _ = auth.partition(":")
-        rest = f"{user}{':***' if colon else ''}@{host}"
-    base, q, query = rest.partition("?")
-    if q and "password" in query.lower():
-        pairs = [(k, "***" if "password" in k.lower() else v)
-                 for k, v in parse_qsl(query, keep_blank_values=True)]
-        rest = f"{base}?{urlencode(pairs, safe='*')}"
-    return f"{scheme}://{rest}"
 
 
 __all__ = ["RedisStore", "parse_record", "redact_url"]
