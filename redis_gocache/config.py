@@ -114,10 +114,15 @@ def parse_bool(text: str) -> bool:
     raise ConfigError(f"not a yes/no value: {text!r}")
 
 
+_SINGLE_SERVER_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
 def parse_redis_url(text: str) -> str:
     """A ``redis://``, ``rediss://`` (TLS) or ``unix://`` URL of one server, a
     ``redis+cluster://`` URL of a Redis Cluster, or a ``redis+sentinel://`` URL of a
     Sentinel-managed primary (``rediss+``: with TLS); see :mod:`redis_gocache.store.topology`."""
+    if text.startswith(_SINGLE_SERVER_SCHEMES):
+        return text  # The common case, decided without importing the topology module.
     from redis_gocache.store import topology
 
     if not text.startswith(topology.SCHEMES):
