@@ -691,8 +691,9 @@ def print_report(results: dict[str, Any], summary: dict[str, Any]) -> None:
         if counts:
             remote = sum(c["remote_hits"] for c in counts)
             hits = sum(c["hits"] for c in counts)
-            print(f"  (of the {hits} gets timed as Redis hits, {remote} went to Redis; the rest "
-                  "the helper had already fetched)")
+            if remote < hits:
+                print(f"  (of the {hits} gets timed as Redis hits, {remote} went to Redis; the "
+                      "rest the helper had already fetched)")
         closes = results["close_after_puts"]
         if closes:
             print(f"  {'close after the puts (uploads)':34}{fmt_ms(median(closes)):>9}")
