@@ -27,6 +27,7 @@ from redis_gocache import wire
 from redis_gocache.cache import Cache
 from redis_gocache.exceptions import FatalProtocolError, LocalStoreError
 from redis_gocache.stats import Stats
+from redis_gocache.store.disk import discard
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
@@ -173,10 +174,13 @@ class Server:
             return
         try:
             problem = self._input.read_body(req, writer.write) if req.body_size else None
+        except BaseException:
+            discard(tmp)  # The input ended inside the body: nothing to keep.
+            raise
         finally:
             os.close(writer.fd)
         if problem is not None:
-            os.unlink(tmp)
+            discard(tmp)
             self._put_failed(req, problem)
             return
         try:

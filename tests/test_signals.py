@@ -68,3 +68,20 @@ def _break_stdout(proc: subprocess.Popen[bytes], read_end: int, tmp_path: Path) 
     stored = tmp_path / "v1" / "o" / hashlib.sha256(body).hexdigest()[:2] / hashlib.sha256(
         body).hexdigest()
     assert stored.read_bytes() == body
+
+
+def test_input_ending_inside_a_body_leaves_no_temporary_file(tmp_path: Path) -> None:
+    body = os.urandom(50_000)
+    action = base64.b64encode(hashlib.sha256(b"cut").digest()).decode()
+    oid = base64.b64encode(hashlib.sha256(body).digest()).decode()
+    put = json.dumps({"ID": 1, "Command": "put", "ActionID": action, "OutputID": oid,
+                      "BodySize": len(body)}).encode()
+    cut = put + b"\n\n\"" + base64.b64encode(body)[:20_000]  # cmd/go died mid-body
+    with start(tmp_path, stdout=subprocess.PIPE) as proc:
+        assert proc.stdin is not None and proc.stderr is not None and proc.stdout is not None
+        proc.stdin.write(cut)
+        proc.stdin.close()
+        assert proc.wait(timeout=10) == 2  # unreadable input: a clear message, status 2
+        assert b"ended inside the body" in proc.stderr.read()
+        proc.stdout.read()
+    assert os.listdir(tmp_path / "v1" / "tmp") == []
