@@ -21,13 +21,22 @@ def bodies() -> list[tuple[bytes, bytes]]:
     return [(action_id(f"pre-{i}"), os.urandom(200 if i % 3 else 200_000)) for i in range(N)]
 
 
+def wait_for_files(cache_dir: Path, count: int, timeout: float = 30.0) -> None:
+    """Until ``count`` action records are in ``cache_dir`` (the prefetcher's work is done)."""
+    deadline = time.monotonic() + timeout
+    while len(list((cache_dir / "v1" / "a").glob("*/*"))) < count:
+        assert time.monotonic() < deadline, "the prefetcher did not finish in time"
+        time.sleep(0.05)
+
+
 def run(cache_dir: Path, url: str, stats: Path, script: list[tuple[str, bytes, bytes]],
-        extra: dict[str, str] | None = None, settle: float = 0.0) -> dict[str, object]:
+        extra: dict[str, str] | None = None, settle: int = 0) -> dict[str, object]:
     env = helper_env(cache_dir, url, {"REDIS_GOCACHE_STATS_FILE": str(stats), **(extra or {})})
     with GoCmd(env) as cmd:
         cmd.capability()
         if settle:
-            time.sleep(settle)  # a new runner: cmd/go is busy, the prefetcher is not
+            # A new runner: cmd/go is busy elsewhere, the prefetcher is not.
+            wait_for_files(cache_dir, settle)
         for op, action, body in script:
             if op == "put":
                 assert "DiskPath" in cmd.put_wait(action, body), cmd.describe()
@@ -59,7 +68,7 @@ def test_a_new_runner_prefetches_what_the_last_run_asked_for(
     # Runner B: empty local dir. Everything arrives before cmd/go asks, and is still counted
     # as a Redis hit (the entry came from Redis, cmd/go just did not wait for it).
     second = run(tmp_path / "b", url, tmp_path / "b.json",
-                 [("get", a, b) for a, b in entries], settle=3.0)
+                 [("get", a, b) for a, b in entries], settle=N)
     assert second["prefetched"] == N
     assert (second["remote_hits"], second["local_hits"], second["misses"]) == (N, 0, 0)
     assert second["rejected"] == {}
@@ -85,7 +94,7 @@ def test_prefetch_is_verified_and_can_be_switched_off(
     env = helper_env(tmp_path / "c", url, {"REDIS_GOCACHE_STATS_FILE": str(tmp_path / "c.json")})
     with GoCmd(env) as cmd:
         cmd.capability()
-        time.sleep(3.0)
+        wait_for_files(tmp_path / "c", N - 1)  # all but the tampered entry
         res = cmd.get_wait(bad_action)
         assert res.get("Miss") is True
         assert not os.path.exists(
@@ -94,8 +103,9 @@ def test_prefetch_is_verified_and_can_be_switched_off(
         cmd.close()
     stats = json.loads((tmp_path / "c.json").read_text().splitlines()[-1])
     assert stats["prefetched"] == N - 1
-    # Rejected twice: by the prefetcher, then by cmd/go's own get, which asks Redis again.
-    assert stats["rejected"].get("hash") == 2
+    # Rejected by the prefetcher and, unless cmd/go's get waited for that very fetch, again by
+    # the get, which asks Redis itself: never served, and counted each time it was fetched.
+    assert stats["rejected"].get("hash") in (1, 2)
 
 
 def test_the_tag_names_the_command_place_and_target() -> None:
