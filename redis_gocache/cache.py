@@ -13,13 +13,14 @@ import time
 from typing import TYPE_CHECKING, Protocol
 
 from redis_gocache.exceptions import LocalStoreError, RejectedEntry
-from redis_gocache.remote import Remote
 from redis_gocache.stats import Stats
 from redis_gocache.store.base import Entry
 from redis_gocache.store.disk import DiskStore, HashingWriter, discard
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
+
+    from redis_gocache.remote import Remote
 
 REFRESH_INTERVAL = 24 * 3600.0
 """An entry served locally has its Redis TTL refreshed at most this often (seconds)."""
@@ -32,6 +33,8 @@ CLAIM_WAIT = 30.0
 
 
 class Stoppable(Protocol):
+    """Background work the cache stops before its last answer (the prefetcher)."""
+
     def stop(self) -> None: ...
 
 
