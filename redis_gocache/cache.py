@@ -53,8 +53,10 @@ class Cache:
         # Fetches under way, so a get and the prefetcher never fetch one entry twice.
         self._inflight: dict[bytes, threading.Event] = {}
         self._inflight_lock = threading.Lock()
-        # Entries the prefetcher brought that cmd/go has not asked for yet.
+        # Entries the prefetcher brought that cmd/go has not asked for yet, and those it found
+        # broken: asking Redis again for those within this run would only fail again.
         self._prefetched: set[bytes] = set()
+        self._prefetch_rejected: set[bytes] = set()
         self.prefetcher: Stoppable | None = None
 
     @property
@@ -105,6 +107,8 @@ class Cache:
         """A hit fetched from Redis into the local directory, verified, or ``None``."""
         if self.remote is None or not self.remote.readable:
             return None
+        if action_id in self._prefetch_rejected:
+            return None
         event = self._claim(action_id)
         if event is not None:
             # The prefetcher is fetching it right now: wait for its file rather than fetch twice.
@@ -137,7 +141,7 @@ class Cache:
         if self._claim(action_id) is not None:
             return False  # cmd/go's own get is fetching it.
         try:
-            hit = self._fetch(action_id)
+            hit = self._fetch(action_id, rejected=self._prefetch_rejected)
             if hit is not None:
                 with self._inflight_lock:
                     self._prefetched.add(action_id)
@@ -148,8 +152,11 @@ class Cache:
         self.stats.add(prefetched=1)
         return True
 
-    def _fetch(self, action_id: bytes) -> tuple[Entry, str] | None:
-        """Fetch from Redis, verify, and materialize locally; ``None`` for any kind of miss."""
+    def _fetch(
+        self, action_id: bytes, rejected: set[bytes] | None = None
+    ) -> tuple[Entry, str] | None:
+        """Fetch from Redis, verify, and materialize locally; ``None`` for any kind of miss.
+        An entry that fails a check is also added to ``rejected``, if given."""
         assert self.remote is not None
         try:
             fd, tmp = self.local.new_file()
@@ -163,8 +170,7 @@ class Cache:
             finally:
                 os.close(fd)
         except RejectedEntry as exc:
-            self.stats.reject(exc.kind)
-            discard(tmp)
+            self._reject(exc.kind, action_id, tmp, rejected)
             return None
         if entry is None:
             discard(tmp)
@@ -175,12 +181,10 @@ class Cache:
             return None
         # Safety check: Redis is shared and writable by others; nothing reaches Go unverified.
         if writer.size != entry.size:
-            self.stats.reject("size")
-            discard(tmp)
+            self._reject("size", action_id, tmp, rejected)
             return None
         if writer.digest() != entry.output_id:
-            self.stats.reject("hash")
-            discard(tmp)
+            self._reject("hash", action_id, tmp, rejected)
             return None
         try:
             path = self.local.commit(action_id.hex(), entry, tmp)
@@ -189,6 +193,15 @@ class Cache:
             discard(tmp)
             return None
         return entry, path
+
+    def _reject(
+        self, kind: str, action_id: bytes, tmp: str, rejected: set[bytes] | None
+    ) -> None:
+        self.stats.reject(kind)
+        discard(tmp)
+        if rejected is not None:
+            with self._inflight_lock:
+                rejected.add(action_id)
 
     # -- puts -------------------------------------------------------------------------
 
