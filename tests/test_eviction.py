@@ -69,8 +69,9 @@ def test_builds_stay_correct_while_redis_evicts(
     used = int(client.info("memory")["used_memory"])
     assert used <= 21 * 1024 * 1024, used
 
+    # Which of A's hashes survive is up to Redis's sampled LRU: the last puts are link outputs
+    # of megabytes that can push out every small hash.
     survivors = len(client.keys("gocache:a:*"))
-    assert survivors > 0
 
     # Runner B (empty caches) gets what survived and rebuilds the rest: the binary is right.
     # B is read-only: its own puts would evict A's survivors before B asks for them, and
@@ -81,7 +82,9 @@ def test_builds_stay_correct_while_redis_evicts(
     raw = [json.loads(line) for line in b.stats_file.read_text().splitlines()]
     warm = b.take_stats()
     assert warm["misses"] > 0 and warm["get_errors"] == 0, warm
-    # What B found in Redis was either whole (a hit) or turned away (a hash without its blob).
+    # What B found in Redis was either whole (a hit) or turned away (a hash without its blob);
+    # test_hash_whose_blob_was_evicted_is_a_miss makes the second case happen on purpose.
     found = warm["remote_hits"] + sum(r.get("rejected_total", 0) for r in raw)
-    assert found > 0, raw
+    assert found > 0 or survivors == 0, (survivors, raw)
+    assert found <= survivors, (survivors, raw)
     client.close()
