@@ -300,10 +300,6 @@ class Config:
         if self.workers < 1:
             raise ConfigError("workers must be at least 1")
 
-    @property
-    def redis_configured(self) -> bool:
-        return bool(self.redis_url)
-
 
 def resolve(values: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Config:
     """Build a :class:`Config` from flag values (``None`` or absent: not given) and ``env``.

@@ -39,17 +39,6 @@ def local_root(config: Config) -> str:
     return os.path.join(config.cache_dir, name)
 
 
-def _private_dirs(root: str) -> None:
-    """Make the store's directories 0700 (os.makedirs gives intermediate directories the
-    default mode); a stricter umask still applies."""
-    for path in (root, os.path.join(root, "a"), os.path.join(root, "o"),
-                 os.path.join(root, "tmp")):
-        try:
-            os.mkdir(path, 0o700)
-        except FileExistsError:
-            pass
-
-
 def _quit(signum: int, frame: FrameType | None) -> None:
     # cmd/go was interrupted too. Everything on disk is complete or in tmp/, and half an upload
     # is a temporary key that expires: leave at once, quietly.
@@ -77,8 +66,7 @@ def run_helper(config: Config, proto_fd: int | None = None) -> int:
     stats = Stats()
     try:
         os.makedirs(config.cache_dir, mode=0o700, exist_ok=True)
-        _private_dirs(local_root(config))
-        local = DiskStore(local_root(config)).open()
+        local = DiskStore(local_root(config)).open()  # each level 0700
     except (OSError, LocalStoreError) as exc:
         log(f"cannot use the local cache directory: {exc}")
         return 1

@@ -464,8 +464,6 @@ class RedisStore:
 
     def ping(self) -> float:
         """Round-trip time of one PING, in seconds."""
-        import time
-
         with self._translate():
             client = self.client()
             start = time.perf_counter()
