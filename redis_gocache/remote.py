@@ -100,6 +100,7 @@ class Remote:
         self._failures = 0
         self._breaker_was_set = False
         self._shard_warned = False
+        self._error_warned = False
         self.readable = True
         self.writable = not read_only
         if breaker is not None:
@@ -161,6 +162,10 @@ class Remote:
                 return
             self._failures += 1
             if not isinstance(exc, RemoteUnavailable) and self._failures < FAILURES_TO_TRIP:
+                if not self._error_warned:
+                    # Not yet a reason to stop using Redis, but an entry was lost or missed.
+                    self._error_warned = True
+                    self._log(f"a Redis command failed ({exc}); carrying on")
                 return
             if self.readable:
                 self.readable = self.writable = False

@@ -105,6 +105,43 @@ def test_huge_outputs_stream_in_chunks(store, client, tmp_path, monkeypatch) -> 
     assert client.ttl(f"t:o:{entry.output_id.hex()}") > 50
 
 
+def test_a_streamed_piece_sent_twice_does_not_corrupt_the_blob(
+    redis_server: RedisServer, redis_client: redis.Redis, tmp_path: Path, monkeypatch
+) -> None:
+    """A piece whose reply is lost (a timeout after Redis ran the command) is sent again by
+    redis-py's retry. Found by the benchmark: with APPEND the piece landed twice and the
+    upload was dropped as the wrong size."""
+    monkeypatch.setattr(redis_store, "STREAM_CHUNK", 4096)
+    store = RedisStore(redis_server.url, prefix="t:", ttl=TTL, inline_max=INLINE_MAX,
+                       timeout=1.0, retries=1, max_connections=2)
+    sent: list[str] = []
+    lost: list[str] = []
+    send, read = redis.connection.Connection.send_command, redis.connection.Connection.read_response
+
+    def send_command(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        sent.append(str(args[0]).upper())
+        return send(self, *args, **kwargs)
+
+    def read_response(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        reply = read(self, *args, **kwargs)
+        pieces = [c for c in sent if c in ("APPEND", "SETRANGE")]
+        if len(pieces) == 3 and not lost:
+            lost.append(sent[-1])  # Redis has run it; the client never hears back.
+            raise redis.exceptions.TimeoutError("reply lost (injected)")
+        return reply
+
+    monkeypatch.setattr(redis.connection.Connection, "send_command", send_command)
+    monkeypatch.setattr(redis.connection.Connection, "read_response", read_response)
+    body = os.urandom(4096 * 5 + 17)
+    action = os.urandom(32)
+    entry = put(store, tmp_path, body, action)
+    monkeypatch.undo()
+    assert lost, "the fault was never injected"
+    assert redis_client.get(f"t:o:{entry.output_id.hex()}") == body
+    assert fetch(store, action) == (entry, body)
+    store.close()
+
+
 def test_a_put_replaces_the_whole_record(store, client, tmp_path) -> None:
     action = os.urandom(32)
     put(store, tmp_path, b"small", action)

@@ -64,7 +64,7 @@ if TYPE_CHECKING:
     from redis_gocache.store.spill import SpillDir
 
 STREAM_CHUNK = 4 * 1024 * 1024
-"""Blobs larger than this travel in pieces this size (APPEND on the way in, GETRANGE on the
+"""Blobs larger than this travel in pieces this size (SETRANGE on the way in, GETRANGE on the
 way out), so neither side holds a whole large output in memory."""
 
 UPLOAD_TTL = 600
@@ -411,19 +411,24 @@ class RedisStore:
             # the blob's slot (the blob key has no braces, so its slot is that of its name).
             tkey += f"{{{okey}}}"
         with _open_local(path) as f:
-            first = True
-            while True:
-                piece = _read_piece(f)
-                if not piece:
-                    break
-                if first:
-                    client.set(tkey, piece, ex=UPLOAD_TTL)
-                    first = False
-                else:
-                    client.append(tkey, piece)
-        if client.strlen(tkey) != size:
+            # The key is made at its full size first, then filled piece by piece at fixed
+            # offsets. SETRANGE at an offset can be retried after a timeout without harm (an
+            # APPEND that timed out may have landed, and its retry doubled the piece), and
+            # the string never grows, so Redis copies nothing: growing it by APPEND made
+            # Redis reallocate it once per piece, slow enough to hit the timeout.
+            pipe = client.pipeline(transaction=False)
+            pipe.setrange(tkey, size - 1, b"\0")
+            pipe.expire(tkey, UPLOAD_TTL)
+            pipe.execute()
+            offset = 0
+            while piece := _read_piece(f):
+                if offset + len(piece) <= size:  # A file that grew fails the check below.
+                    client.setrange(tkey, offset, piece)
+                offset += len(piece)
+        if offset != size:
             client.delete(tkey)
-            raise RemoteError("streamed upload came out the wrong size")
+            raise RemoteError(f"the local file changed during the upload ({offset} of {size} "
+                              "bytes)")
         if self._clustered:
             # redis-py refuses RENAME in a cluster pipeline; the blob keeps the upload key's
             # short TTL until the EXPIRE, and no record points at it before then.
