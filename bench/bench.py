@@ -31,6 +31,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -117,6 +118,8 @@ class Env:
     helper: list[str] | None
     helper_pythonpath: bool
     log: Callable[[str], None]
+    python: str = sys.executable
+    """The interpreter that runs the helper (the floor of its start-up time)."""
     _counter: int = 0
     _client: Redis | None = None
 
@@ -189,19 +192,43 @@ sys.exit(main())
 """
 
 
-def snapshot_helper(work: Path) -> tuple[list[str], str]:
-    """Copy the package into ``work`` and return a console script that runs the copy.
+def snapshot_helper(work: Path) -> tuple[list[str], str, str]:
+    """Copy the package into ``work`` and return a console script that runs the copy, the
+    commit it was taken at, and the interpreter that runs it.
 
     With an editable install every helper start would import whatever the source tree holds at
     that moment; a benchmark that runs while the code changes would measure several versions.
+    The copy runs in a venv of its own, as ``pip install redis-gocache`` in a runner image
+    would: the interpreter this benchmark runs under may carry ``.pth`` files (an editable
+    install's import hook, a sandbox's certificate patch) that every start would execute, which
+    is the development machine's cost, not the user's.
     """
     dest = work / "helper"
     shutil.copytree(REPO_ROOT / "redis_gocache", dest / "redis_gocache",
                     ignore=shutil.ignore_patterns("__pycache__"))
+    python = _clean_venv(work / "helper-venv")
+    # pip compiles what it installs; without .pyc files (PYTHONDONTWRITEBYTECODE, or a
+    # read-only copy) every helper start would compile the package again.
+    subprocess.run([python, "-m", "compileall", "-q", str(dest / "redis_gocache")], check=True,
+                   timeout=120)
     script = dest / "redis-gocache"
-    script.write_text(_SNAPSHOT_SCRIPT.format(python=sys.executable))
+    script.write_text(_SNAPSHOT_SCRIPT.format(python=python))
     script.chmod(0o755)
-    return [str(script)], _git_describe()
+    return [str(script)], _git_describe(), python
+
+
+def _clean_venv(path: Path) -> str:
+    """A venv whose site-packages reaches this interpreter's packages (redis, hiredis, click)
+    by a plain path line: importable, but none of that directory's ``.pth`` files run."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True,
+                   timeout=120)
+    python = path / "bin" / "python"
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()"
+                           "['purelib'])"], capture_output=True, text=True, check=True,
+                          timeout=60).stdout.strip()
+    ours = {sysconfig.get_paths()[k] for k in ("purelib", "platlib")}
+    Path(site, "bench-base-packages.pth").write_text("".join(f"{p}\n" for p in sorted(ours)))
+    return str(python)
 
 
 def _git_describe() -> str:
@@ -406,15 +433,15 @@ def helper_round(env: Env, plan: Plan, results: dict[str, Any]) -> None:
         h = start(env.fresh_dir("startup"))
         results["startup"].append(h.startup_seconds)
         h.close()
-        results["python_startup"].append(python_startup())
+        results["python_startup"].append(python_startup(env.python))
     shutil.rmtree(env.work / "runs")
 
 
-def python_startup(timeout: float = 10.0) -> float:
+def python_startup(python: str, timeout: float = 10.0) -> float:
     """Seconds from exec to the first line of a Python that prints one line and nothing else:
     the floor under the helper's capability line (interpreter, site, .pth files)."""
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", "print('{}', flush=True)"],
+    proc = subprocess.Popen([python, "-c", "print('{}', flush=True)"],
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
     assert proc.stdout is not None
     try:
@@ -485,9 +512,11 @@ def profile(env: Env, wl: Workload, out_dir: Path) -> dict[str, Any]:
         python, run = env.helper[0], "sys.argv = [\"redis-gocache\"]; " \
             "runpy.run_module(\"redis_gocache\", run_name=\"__main__\", alter_sys=True)"
     else:
-        python = sys.executable
-        run = f"sys.argv = [{env.helper[0]!r}]; runpy.run_path({env.helper[0]!r}, " \
-            "run_name=\"__main__\")"
+        python = env.python
+        # As a script, sys.path[0] would be the script's directory, where the copy lives.
+        run = f"sys.argv = [{env.helper[0]!r}]; " \
+            f"sys.path.insert(0, {os.path.dirname(env.helper[0])!r}); " \
+            f"runpy.run_path({env.helper[0]!r}, run_name=\"__main__\")"
     report: dict[str, Any] = {}
     env.client().flushall()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -702,7 +731,7 @@ def print_report(results: dict[str, Any], summary: dict[str, Any]) -> None:
               f"   (p90 {fmt_ms(st['p90'])}, max {fmt_ms(st['max'])})")
         floor = summary["python_startup"]["p50"]
         print(f"  {'  floor: python -c print()':34}{fmt_ms(floor):>9}"
-              "   (interpreter, site and .pth files of this Python)")
+              "   (the helper's interpreter: its start-up and site)")
     rss = results.get("rss")
     if rss:
         print()
@@ -791,7 +820,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         env = Env(work=work, go=go, gopath=work / "gopath", redis=server, helper=helper,
                   helper_pythonpath=pythonpath, log=log)
         if helper is not None and how == "console script" and not args.live:
-            helper, commit = snapshot_helper(work)
+            helper, commit, env.python = snapshot_helper(work)
             how = f"a copy of redis_gocache at {commit}"
             env.helper = helper
         log(f"work dir {work}; redis-server on port {server.port}; go {go}; helper: {how}")

@@ -136,7 +136,7 @@ class Cache:
         """Bring one entry from Redis before cmd/go asks for it; True if it was fetched."""
         if self.remote is None or not self.remote.readable:
             return False
-        if os.path.exists(self.local.action_path(action_id.hex())):
+        if self.local.has(action_id.hex()):
             return False
         if self._claim(action_id) is not None:
             return False  # cmd/go's own get is fetching it.
@@ -251,10 +251,9 @@ class Cache:
         if self.remote is None or not served:
             return
         if self.remote.refresh([(action_id, entry) for action_id, entry, _ in served]):
-            for action_id, _, local in served:
-                if local:
-                    self.local.mark_refreshed(action_id.hex())
+            self.local.mark_refreshed([action_id.hex() for action_id, _, local in served if local])
 
     def close(self) -> None:
+        self.local.close()
         if self.remote is not None:
             self.remote.close()

@@ -6,6 +6,7 @@ import hashlib
 import os
 import stat
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from redis_gocache.exceptions import RemoteUnavailable
 from redis_gocache.remote import Breaker, Remote
 from redis_gocache.stats import Stats
 from redis_gocache.store.base import Entry
-from redis_gocache.store.disk import DiskStore
+from redis_gocache.store.disk import RECORD_SIZE, DiskStore, format_record
 from redis_gocache.store.memory import MemoryStore
 
 
@@ -111,28 +112,45 @@ def test_local_hits_refresh_remote_ttl_at_most_daily(tmp_path: Path) -> None:
     s = Setup(tmp_path)
     action = os.urandom(32)
     s.put(action, b"x")
-    assert s.cache.get_local(action) is not None
+    found = s.cache.get_local(action)
+    assert found is not None
     s.cache.refresh_served()
     assert s.memory.refreshed == []  # just written: fresh enough
     old = time.time() - REFRESH_INTERVAL - 60
-    os.utime(s.local.action_path(action.hex()), (old, old))
+    s.local.write_action(action.hex(), found[0], refreshed=old)
     assert s.cache.get_local(action) is not None
     s.cache.refresh_served()
     assert s.memory.refreshed == [action]
-    assert os.stat(s.local.action_path(action.hex())).st_mtime > old + 60
+    s.cache.close()
+    # The refresh is in the log: the next helper does not refresh again.
+    again = DiskStore(s.local.root).lookup(action.hex())
+    assert again is not None and again[2] > old + 60
+
+
+def _record(action: bytes, **fields: str) -> str:
+    line = format_record(action.hex(), Entry(b"\x07" * 32, 5, 1), 0)
+    parts = dict(zip(("action", "oid", "size", "time", "refreshed"), line.split(" "), strict=True))
+    parts.update(fields)
+    return " ".join(parts.values())
 
 
 @pytest.mark.parametrize(
-    "content",
-    [b"", b"garbage", b"ab 1 2\n", b"%s x 1\n" % (b"0" * 64), b"%s 5 1\n" % (b"0" * 64)],
-    ids=["empty", "garbage", "short-oid", "bad-size", "no-output-file"],
+    "line",
+    [
+        lambda a: "",
+        lambda a: "garbage\n",
+        lambda a: _record(a)[:100],
+        lambda a: _record(a, oid="ab".ljust(64, "-")),
+        lambda a: _record(a, size="x" * 15),
+        lambda a: _record(a, time="-" + "1" * 18),
+        lambda a: _record(a),
+    ],
+    ids=["empty", "garbage", "torn", "bad-oid", "bad-size", "negative-time", "no-output-file"],
 )
-def test_a_broken_local_record_is_a_miss(tmp_path: Path, content: bytes) -> None:
+def test_a_broken_local_record_is_a_miss(tmp_path: Path, line: Callable[[bytes], str]) -> None:
     s = Setup(tmp_path)
     action = os.urandom(32)
-    path = Path(s.local.action_path(action.hex()))
-    path.parent.mkdir(parents=True)
-    path.write_bytes(content)
+    Path(s.local.log_path).write_text(line(action), encoding="ascii")
     assert s.cache.get_local(action) is None
 
 
@@ -142,3 +160,30 @@ def test_a_local_output_of_the_wrong_size_is_a_miss(tmp_path: Path) -> None:
     path = s.put(action, b"twelve bytes")
     Path(path).write_bytes(b"short")
     assert s.cache.get_local(action) is None
+
+
+def test_records_appended_while_a_trim_replaces_the_log_are_kept(tmp_path: Path) -> None:
+    """The trim rewrites the action log by rename; a helper still appending to the old file
+    appends its records to the new one when it closes."""
+    s = Setup(tmp_path)
+    first, second = os.urandom(32), os.urandom(32)
+    s.put(first, b"before the trim")
+    # Another process's trim: the log is replaced by a new file (here: without any record).
+    replacement = Path(s.local.log_path + ".new")
+    replacement.write_text("", encoding="ascii")
+    os.replace(replacement, s.local.log_path)
+    s.put(second, b"after the trim")  # appended to the old, unlinked file
+    s.cache.close()
+    fresh = DiskStore(s.local.root)
+    assert fresh.lookup(first.hex()) is not None and fresh.lookup(second.hex()) is not None
+
+
+def test_the_log_holds_the_latest_record_of_an_action(tmp_path: Path) -> None:
+    s = Setup(tmp_path)
+    action = os.urandom(32)
+    s.put(action, b"one")
+    s.put(action, b"two")
+    s.cache.close()
+    found = DiskStore(s.local.root).lookup(action.hex())
+    assert found is not None and Path(found[1]).read_bytes() == b"two"
+    assert os.path.getsize(s.local.log_path) == 2 * RECORD_SIZE

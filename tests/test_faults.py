@@ -30,6 +30,7 @@ import pytest
 import redis
 
 from redis_gocache import wire
+from tests import locallog
 from tests.conftest import GoRecording
 from tests.gocmd import (
     CAPABILITIES,
@@ -558,9 +559,7 @@ def test_noperm_reader_user_is_quietly_read_only(
     assert warning_lines(played) == [], [p.stderr for p in played]
     assert total(played, "uploads") == 0
     # Served locally a day later: the TTL refresh is refused too, quietly.
-    for path in (tmp_path / "reader" / "v1" / "a").rglob("*"):
-        if path.is_file():
-            os.utime(path, (time.time() - 2 * 86400,) * 2)
+    locallog.age_refreshes(tmp_path / "reader" / "v1", 2 * 86400)
     again = replay(streams[:1], tmp_path / "reader", f"redis://reader:reader-pw@{base}")
     assert total(again, "local_hits") > 0 and warning_lines(again) == []
     assert_nothing_written(before, snapshot(admin))
@@ -582,9 +581,7 @@ def test_read_only_sends_no_write_at_all(
     played = replay(streams, tmp_path / "ro", server.url, env)
     assert total(played, "remote_hits") > 0 and total(played, "uploads") == 0
     # A day later, the entries are served locally: a writer would refresh their TTLs.
-    for path in (tmp_path / "ro" / "v1-readonly" / "a").rglob("*"):
-        if path.is_file():
-            os.utime(path, (time.time() - 2 * 86400,) * 2)
+    locallog.age_refreshes(tmp_path / "ro" / "v1-readonly", 2 * 86400)
     again = replay(streams[:1], tmp_path / "ro", server.url, env)
     assert total(again, "local_hits") > 0
     assert not (tmp_path / "ro" / "v1").exists(), "read-only puts must not land in v1/"
@@ -684,7 +681,7 @@ def test_helper_killed_mid_put_leaves_nothing_servable(tmp_path: Path) -> None:
         cmd.__exit__()
     root = cache_dir / "v1"
     assert [p for p in (root / "o").rglob("*") if p.is_file()] == []
-    assert [p for p in (root / "a").rglob("*") if p.is_file()] == []
+    assert locallog.records(root) == {}
     with GoCmd(helper_env(cache_dir)) as again:
         again.capability()
         assert again.get_wait(aid).get("Miss") is True

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from tests import locallog
 from tests.conftest import GoRecording, write_fault_module
 from tests.gocmd import go_quote, helper_command
 from tests.redisproc import RedisServer
@@ -123,17 +124,16 @@ def test_build_with_redis_killed_halfway_then_restarted_empty(
         # A runner that lost part of its local directory, building an edited module (so the
         # link needs every package, and cmd/go asks for each): the lost ones come from Redis,
         # until Redis dies partway through them.
-        actions = sorted(p for p in (runner.helper_dir / "v1" / "a").rglob("*") if p.is_file())
+        actions = sorted(locallog.records(runner.helper_dir / "v1"))
         lost = random.Random(7).sample(actions, len(actions) // 3)
-        for path in lost:
-            path.unlink()
+        locallog.drop(runner.helper_dir / "v1", lost)
         start = len(actions) - len(lost)
         killed = threading.Event()
 
         def watch() -> None:
             deadline = time.monotonic() + GO_TIMEOUT
             while not killed.is_set() and time.monotonic() < deadline:
-                have = sum(1 for p in (runner.helper_dir / "v1" / "a").rglob("*") if p.is_file())
+                have = len(locallog.records(runner.helper_dir / "v1"))
                 # The build asks for about 50 of the lost ones (the rest belong to go test).
                 if have >= start + 15:
                     srv.stop()

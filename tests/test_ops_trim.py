@@ -17,6 +17,9 @@ from click.testing import CliRunner, Result
 
 from redis_gocache.cli import build_cli
 from redis_gocache.ops.trim import AUTO_INTERVAL, MARKER, PROTECT, maybe_auto_trim, trim_root
+from redis_gocache.store.base import Entry
+from redis_gocache.store.disk import ACTION_LOG, format_record
+from tests import locallog
 from tests.gocmd import GoCmd, action_id, helper_env
 
 HOUR = 3600.0
@@ -27,6 +30,16 @@ def invoke(*args: str) -> Result:
     return CliRunner().invoke(build_cli(), list(args), catch_exceptions=False)
 
 
+class Record:
+    """An action's record in a root's action log; ``exists()`` as for the output's path."""
+
+    def __init__(self, root: Path, action: str) -> None:
+        self.root, self.action = root, action
+
+    def exists(self) -> bool:
+        return self.action in locallog.records(self.root)
+
+
 class Root:
     """A ``v1`` directory laid out as the helper lays it out."""
 
@@ -34,20 +47,18 @@ class Root:
         self.path = path
         (path / "tmp").mkdir(parents=True, exist_ok=True)
 
-    def entry(self, name: str, size: int, age: float, now: float) -> tuple[Path, Path]:
+    def entry(self, name: str, size: int, age: float, now: float) -> tuple[Record, Path]:
         """An action and its output, the output last used ``age`` seconds before ``now``."""
         body = (name.encode() * size)[:size]
-        oid = hashlib.sha256(body).hexdigest()
+        oid = hashlib.sha256(body).digest()
         aid = hashlib.sha256(name.encode()).hexdigest()
-        out = self.path / "o" / oid[:2] / oid
-        act = self.path / "a" / aid[:2] / aid
+        out = self.path / "o" / oid.hex()[:2] / oid.hex()
         out.parent.mkdir(parents=True, exist_ok=True)
-        act.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(body)
-        act.write_text(f"{oid} {size} {time.time_ns()}\n")
+        with open(self.path / ACTION_LOG, "a", encoding="ascii") as log:
+            log.write(format_record(aid, Entry(oid, size, time.time_ns()), now - age))
         os.utime(out, (now - age, now - age))
-        os.utime(act, (now - age, now - age))
-        return act, out
+        return Record(self.path, aid), out
 
     def tmp(self, name: str, age: float, now: float) -> Path:
         path = self.path / "tmp" / name
@@ -105,21 +116,23 @@ def test_orphans_debris_and_dry_run(tmp_path: Path) -> None:
     root = Root(tmp_path / "v1")
     orphan, out = root.entry("orphan", 10, 3 * HOUR, now)
     out.unlink()  # the output went away: the record can never hit again
-    garbled = root.path / "a" / "zz" / ("f" * 64)
-    garbled.parent.mkdir(parents=True)
-    garbled.write_text("not a record")
-    os.utime(garbled, (now - 2 * HOUR, now - 2 * HOUR))
+    with open(root.path / ACTION_LOG, "a", encoding="ascii") as log:
+        log.write("f" * 64 + " torn by a crash\n")  # skipped when read, dropped by the trim
+
+    def garbled_in_log() -> bool:
+        return "torn by a crash" in (root.path / ACTION_LOG).read_text(encoding="ascii")
+
     stale = root.tmp("w-stale", 2 * HOUR, now)
     busy = root.tmp("w-busy", 10 * 60, now)  # a put in progress
     old_a, old_o = root.entry("old", 10, 9 * DAY, now)
 
     dry = trim_root(str(root.path), max_age=5 * DAY, now=now, dry_run=True)
-    assert (dry.outputs_removed, dry.actions_removed, dry.tmp_removed) == (1, 3, 1)
-    assert orphan.exists() and garbled.exists() and stale.exists() and old_o.exists()
+    assert (dry.outputs_removed, dry.actions_removed, dry.tmp_removed) == (1, 2, 1)
+    assert orphan.exists() and garbled_in_log() and stale.exists() and old_o.exists()
 
     real = trim_root(str(root.path), max_age=5 * DAY, now=now)
-    assert (real.outputs_removed, real.actions_removed, real.tmp_removed) == (1, 3, 1)
-    assert not orphan.exists() and not garbled.exists() and not stale.exists()
+    assert (real.outputs_removed, real.actions_removed, real.tmp_removed) == (1, 2, 1)
+    assert not orphan.exists() and not garbled_in_log() and not stale.exists()
     assert not old_o.exists() and not old_a.exists()
     assert busy.exists()
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import redis
 
 from redis_gocache.prefetch import MIN_MANIFEST, command_tag, split_manifest
+from tests import locallog
 from tests.gocmd import GoCmd, action_id, helper_env, output_id
 from tests.redisproc import RedisServer
 
@@ -24,7 +25,7 @@ def bodies() -> list[tuple[bytes, bytes]]:
 def wait_for_files(cache_dir: Path, count: int, timeout: float = 30.0) -> None:
     """Until ``count`` action records are in ``cache_dir`` (the prefetcher's work is done)."""
     deadline = time.monotonic() + timeout
-    while len(list((cache_dir / "v1" / "a").glob("*/*"))) < count:
+    while len(locallog.records(cache_dir / "v1")) < count:
         assert time.monotonic() < deadline, "the prefetcher did not finish in time"
         time.sleep(0.05)
 

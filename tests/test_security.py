@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from redis_gocache.store.disk import ACTION_LOG
+from tests import locallog
 from tests.gocmd import GoCmd, action_id, helper_command, helper_env
 from tests.redisproc import RedisServer
 
@@ -138,7 +140,8 @@ def check_private(tmp_path: Path, umask: int, skip: set[str]) -> None:
         else:
             assert mode == 0o600, (path, oct(mode))
             seen += 1
-    assert seen >= 5  # two outputs, two actions, the breaker file
+    assert seen >= 4  # two outputs, the action log, the breaker file
+    assert (cache_dir / "v1" / ACTION_LOG).exists()
 
 
 def test_paths_from_redis_cannot_escape(tmp_path: Path, redis_server: RedisServer,
@@ -154,6 +157,7 @@ def test_paths_from_redis_cannot_escape(tmp_path: Path, redis_server: RedisServe
             assert cmd.get_wait(aid).get("Miss") is True
             cmd.close()
     assert not Path("/tmp/escaped-" + "a" * 30).exists()
-    files = [p for d in ("a", "o", "tmp") for p in (tmp_path / "dir" / "v1" / d).rglob("*")
+    files = [p for d in ("o", "tmp") for p in (tmp_path / "dir" / "v1" / d).rglob("*")
              if p.is_file()]
     assert files == [], files
+    assert locallog.records(tmp_path / "dir" / "v1") == {}

@@ -6,8 +6,10 @@ carry an mtime up to an hour old, and "never remove a file used in the last hour
 remove a file whose mtime is less than :data:`PROTECT` (two hours) old. A running ``go`` may
 still open a ``DiskPath`` it was handed; this is the margin that keeps it there.
 
-After outputs, action records whose output is gone are removed (a hit needs both), and
-``tmp/`` debris older than an hour (a crashed helper's half-written file).
+After outputs, the action log is rewritten without the records whose output is gone (a hit
+needs both) and without the records later ones replace; then ``tmp/`` debris older than an
+hour (a crashed helper's half-written file) is removed. A helper appending to the log while
+it is replaced appends its records again when it ends (:meth:`DiskStore.close`).
 
 The helper calls :func:`maybe_auto_trim` after its last answer: one ``stat`` of a marker
 file when a trim is not due, a trim at most once per :data:`AUTO_INTERVAL`.
@@ -20,7 +22,14 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 
-from redis_gocache.store.disk import USE_MARK_INTERVAL, is_hex_id, touch_private
+from redis_gocache.store.disk import (
+    ACTION_LOG,
+    RECORD_SIZE,
+    USE_MARK_INTERVAL,
+    parse_record,
+    read_action_log,
+    touch_private,
+)
 
 PROTECT = USE_MARK_INTERVAL + 3600.0
 """Seconds since its mtime during which an output file is never removed (see above)."""
@@ -88,9 +97,9 @@ def _listing(base: str) -> Iterator[str]:
 
 
 def count_entries(root: str) -> int:
-    """Output and action files under ``root`` (the length of a progress bar)."""
-    return sum(1 for _ in _listing(os.path.join(root, "o"))) + sum(
-        1 for _ in _listing(os.path.join(root, "a")))
+    """Output files and action records under ``root`` (the length of a progress bar)."""
+    return sum(1 for _ in _listing(os.path.join(root, "o"))) + len(
+        read_action_log(os.path.join(root, ACTION_LOG)))
 
 
 def _remove(path: str, dry_run: bool) -> bool:
@@ -165,18 +174,7 @@ def trim_root(
     result.bytes_kept = sum(f.size for f in keep)
     present = {os.path.basename(f.path) for f in keep}
 
-    for path in _listing(os.path.join(root, "a")):
-        step(1)
-        oid = _action_output(path)
-        if oid is not None and oid in present:
-            continue
-        if oid is None or oid in gone or not os.path.exists(_output_path(root, oid)):
-            # A record without its output can never be a hit. An unreadable record is
-            # removed once it is old enough not to be a file another helper is replacing.
-            if oid is None and not _older_than(path, now, TMP_MAX_AGE):
-                continue
-            if _remove(path, dry_run):
-                result.actions_removed += 1
+    _trim_log(root, present, gone, result, dry_run, step)
 
     tmp = os.path.join(root, "tmp")
     try:
@@ -201,17 +199,35 @@ def _older_than(path: str, now: float, seconds: float) -> bool:
         return False
 
 
-def _action_output(path: str) -> str | None:
+def _trim_log(root: str, present: set[str], gone: set[str], result: TrimResult,
+              dry_run: bool, step: Progress) -> None:
+    """Rewrite the action log with the latest record of each action whose output is kept."""
+    log = os.path.join(root, ACTION_LOG)
     try:
-        with open(path, "rb") as f:
-            data = f.read(256)
+        size = os.stat(log).st_size
     except OSError:
-        return None
-    parts = data.split()
-    if len(parts) != 3:
-        return None
-    oid = parts[0].decode("ascii", "replace")
-    return oid if is_hex_id(oid) else None
+        return
+    kept: list[str] = []
+    for line in read_action_log(log).values():
+        step(1)
+        oid = line[65:129]
+        if parse_record(line) is not None and oid not in gone and (
+                oid in present or os.path.exists(_output_path(root, oid))):
+            kept.append(line)
+        else:
+            result.actions_removed += 1
+    if dry_run or size == len(kept) * RECORD_SIZE:
+        return  # Nothing to drop: no rewrite, so no window for a concurrent append to fall in.
+    tmp = f"{log}.{os.getpid()}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, "".join(kept).encode("ascii"))
+        finally:
+            os.close(fd)
+        os.replace(tmp, log)
+    except OSError:
+        _remove(tmp, False)
 
 
 def roots(cache_dir: str) -> Iterable[str]:

@@ -1,24 +1,38 @@
-"""The local directory: materialized outputs and an index of actions, on disk.
+"""The local directory: materialized outputs and a log of actions, on disk.
 
 Layout under the store's root (see docs/design.md)::
 
     o/<hh>/<output-id-hex>   an output body: the DiskPath handed to Go
-    a/<hh>/<action-id-hex>   one line: "<output-id-hex> <size> <put-time-ns>\\n"
+    actions                  the action log: one fixed-width line per record (see below)
     tmp/                     files being written, renamed into place when complete
 
-Every file is written under ``tmp/`` and renamed into place, so a reader (this helper, another
-helper on the same host, or cmd/go) never sees a partial file, and a crash leaves only debris
-in ``tmp/``. Outputs are verified (SHA-256 and size) before they are renamed into ``o/``; a
-local hit is served without hashing, as Go's own cache does.
+Output files are written under ``tmp/`` and renamed into place, so a reader (this helper,
+another helper on the same host, or cmd/go) never sees a partial file, and a crash leaves only
+debris in ``tmp/``. Outputs are verified (SHA-256 and size) before they are renamed into
+``o/``; a local hit is served without hashing, as Go's own cache does.
 
-mtimes carry two cheap facts: an output file's mtime is its last use (touched at most once
-an hour, for trimming), an action file's mtime is the last time its Redis TTL was refreshed.
+The action log replaces a file per action: a new runner fetching a thousand entries would
+otherwise create (and rename) a thousand small files beside the outputs, and a warm runner
+would open one per get. A record is appended (``O_APPEND``, one ``write`` per record, so
+helpers sharing the directory do not interleave) only after its output is in place; the
+helper reads the log once, at its first lookup, into a dict, and later records for an action
+replace earlier ones. A record is::
+
+    <action-hex> <output-hex> <size:15> <put-time-ns:19> <refreshed:10>\n
+
+zero-padded to a fixed width, so a line torn by a crash or a full disk is recognised by its
+length and skipped. ``refreshed`` is the epoch second of the last Redis TTL refresh. The trim
+(:mod:`redis_gocache.ops.trim`) rewrites the log without the records of removed outputs and
+without the records later ones replace.
+
+An output file's mtime is its last use, touched at most once an hour, for trimming.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import time
 from typing import IO
 
@@ -33,8 +47,15 @@ _HASH_CHUNK = 1 << 20
 
 # Read-write, so a kernel-side copy (clone_from) can be hashed back.
 _NEW_FILE_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+_LOG_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
 
 _HEX = frozenset("0123456789abcdef")
+
+ACTION_LOG = "actions"
+"""The action log's file name in the store's root."""
+
+RECORD_SIZE = 64 + 1 + 64 + 1 + 15 + 1 + 19 + 1 + 10 + 1
+"""Bytes in one action record, its newline included."""
 
 
 def is_hex_id(text: str) -> bool:
@@ -104,18 +125,28 @@ class HashingWriter:
 
 
 class DiskStore:
-    """Content-addressed outputs and an action index in one local directory."""
+    """Content-addressed outputs and an action log in one local directory.
+
+    Safe to use from several threads: the index is a dict (read and replaced under the GIL),
+    and each record is appended with a single ``write``.
+    """
 
     def __init__(self, root: str) -> None:
         self.root = root
         self.tmp_dir = os.path.join(root, "tmp")
+        self.log_path = os.path.join(root, ACTION_LOG)
         self._dirs_made: set[str] = set()
+        self._index: dict[str, str] | None = None
+        self._load_lock = threading.Lock()
+        self._log_fd: int | None = None
+        self._log_ino = 0
+        self._appended: list[bytes] = []  # this process's records, in case the log is replaced
 
     def open(self) -> DiskStore:
         """Create the directory (mode 0700) if needed."""
         try:
             # makedirs applies its mode to the last component only: make each level ourselves.
-            for path in (self.root, self.tmp_dir, *(os.path.join(self.root, d) for d in "ao")):
+            for path in (self.root, self.tmp_dir, os.path.join(self.root, "o")):
                 os.makedirs(path, mode=0o700, exist_ok=True)
         except OSError as exc:
             raise LocalStoreError(f"cannot create cache directory {self.root}: {exc}") from None
@@ -124,27 +155,32 @@ class DiskStore:
     def output_path(self, output_hex: str) -> str:
         return f"{self.root}/o/{output_hex[:2]}/{output_hex}"
 
-    def action_path(self, action_hex: str) -> str:
-        return f"{self.root}/a/{action_hex[:2]}/{action_hex}"
+    # -- the action log -----------------------------------------------------------------
+
+    def _records(self) -> dict[str, str]:
+        index = self._index
+        if index is None:
+            with self._load_lock:
+                if self._index is None:
+                    self._index = read_action_log(self.log_path)
+                index = self._index
+        return index
+
+    def has(self, action_hex: str) -> bool:
+        """Whether the log holds a record for this action (its output may still be gone)."""
+        return action_hex in self._records()
 
     def lookup(self, action_hex: str) -> tuple[Entry, str, float] | None:
         """The entry of a locally complete action, the path of its output file, and the time
         its Redis TTL was last refreshed; ``None`` when anything is missing or inconsistent."""
-        try:
-            fd = os.open(self.action_path(action_hex), os.O_RDONLY)
-        except OSError:
+        line = self._records().get(action_hex)
+        if line is None:
             return None
-        try:
-            data = os.read(fd, 256)
-            refreshed = os.fstat(fd).st_mtime
-        except OSError:
+        record = parse_record(line)
+        if record is None:
             return None
-        finally:
-            os.close(fd)
-        entry = _parse_action(data)
-        if entry is None:
-            return None
-        path = self.output_path(entry.output_id.hex())
+        entry, refreshed = record
+        path = self.output_path(line[65:129])
         try:
             st = os.stat(path)
         except OSError:
@@ -157,6 +193,63 @@ class DiskStore:
             except OSError:
                 pass  # A read-only mark is not worth failing a hit for.
         return entry, path, refreshed
+
+    def write_action(self, action_hex: str, entry: Entry, refreshed: float | None = None) -> None:
+        """Record an action whose output is in place (``refreshed``: now by default)."""
+        line = format_record(action_hex, entry, time.time() if refreshed is None else refreshed)
+        self._records()[action_hex] = line
+        self._append(line.encode("ascii"))
+
+    def mark_refreshed(self, action_hexes: list[str]) -> None:
+        """Record that these actions' Redis TTLs were just refreshed: one write for all."""
+        index = self._records()
+        now = time.time()
+        lines: list[str] = []
+        for action_hex in action_hexes:
+            record = parse_record(index.get(action_hex, ""))
+            if record is not None:
+                line = format_record(action_hex, record[0], now)
+                index[action_hex] = line
+                lines.append(line)
+        if lines:
+            self._append("".join(lines).encode("ascii"))
+
+    def _append(self, data: bytes) -> None:
+        # A record that cannot be written costs the next run a refetch, not this run its
+        # answer: the output is in place and the in-memory index already has the record.
+        try:
+            if self._log_fd is None:
+                fd = os.open(self.log_path, _LOG_FLAGS, 0o600)
+                self._log_ino = os.fstat(fd).st_ino
+                self._log_fd = fd
+            os.write(self._log_fd, data)
+        except OSError:
+            return
+        self._appended.append(data)
+
+    def close(self) -> None:
+        """Close the log. If a trim replaced it while this process was appending to the old
+        file, append this process's records to the new one, so they are not lost."""
+        fd, self._log_fd = self._log_fd, None
+        if fd is None:
+            return
+        os.close(fd)
+        try:
+            replaced = os.stat(self.log_path).st_ino != self._log_ino
+        except OSError:
+            replaced = True
+        appended, self._appended = self._appended, []
+        if replaced and appended:
+            try:
+                fd = os.open(self.log_path, _LOG_FLAGS, 0o600)
+                try:
+                    os.write(fd, b"".join(appended))
+                finally:
+                    os.close(fd)
+            except OSError:
+                pass  # Those outputs become misses; the trim removes them in time.
+
+    # -- files --------------------------------------------------------------------------
 
     def new_file(self) -> tuple[int, str]:
         """A new empty temporary file (mode 0600): its descriptor and path."""
@@ -203,26 +296,6 @@ class DiskStore:
         self.write_action(action_hex, entry)
         return final
 
-    def write_action(self, action_hex: str, entry: Entry) -> None:
-        line = f"{entry.output_id.hex()} {entry.size} {entry.time_ns}\n".encode()
-        fd, tmp = self.new_file()
-        try:
-            try:
-                os.write(fd, line)
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            discard(tmp)
-            raise LocalStoreError(f"cannot write an action record: {exc}") from None
-        self._place(tmp, self.action_path(action_hex))
-
-    def mark_refreshed(self, action_hex: str) -> None:
-        """Record that this action's Redis TTL was just refreshed."""
-        try:
-            os.utime(self.action_path(action_hex))
-        except OSError:
-            pass
-
 
 def touch_private(path: str, when: float | None = None) -> None:
     """Create ``path`` empty (mode 0600) if it is missing and set its mtime to ``when`` (now
@@ -237,19 +310,43 @@ def open_private(path: str) -> IO[str]:
     return os.fdopen(fd, "w", encoding="utf-8")
 
 
-def _parse_action(data: bytes) -> Entry | None:
-    parts = data.split()
-    if len(parts) != 3:
+def format_record(action_hex: str, entry: Entry, refreshed: float) -> str:
+    """One action-log line (see the module docstring)."""
+    return (f"{action_hex} {entry.output_id.hex()} {entry.size:015d} {entry.time_ns:019d} "
+            f"{int(refreshed):010d}\n")
+
+
+def parse_record(line: str) -> tuple[Entry, float] | None:
+    """The entry and refresh time of one action-log line; ``None`` for anything malformed."""
+    if len(line) != RECORD_SIZE or line[-1] != "\n":
+        return None
+    parts = line.split(" ")
+    if len(parts) != 5 or not is_hex_id(parts[0]) or not is_hex_id(parts[1]):
         return None
     try:
-        output_hex = parts[0].decode("ascii")
-        size = int(parts[1])
-        time_ns = int(parts[2])
-    except (UnicodeDecodeError, ValueError):
+        size, time_ns, refreshed = int(parts[2]), int(parts[3]), int(parts[4])
+    except ValueError:
         return None
-    if not is_hex_id(output_hex) or size < 0 or time_ns < 0:
+    if size < 0 or time_ns < 0 or refreshed < 0:
         return None
-    return Entry(bytes.fromhex(output_hex), size, time_ns)
+    return Entry(bytes.fromhex(parts[1]), size, time_ns), float(refreshed)
+
+
+def read_action_log(path: str) -> dict[str, str]:
+    """Action hex -> its latest record line, from the log at ``path`` (empty if there is none).
+    Lines of the wrong length (torn by a crash) are skipped here; the rest are checked when
+    used."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return {}  # No log yet, or one we cannot read: every lookup is a miss.
+    text = data.decode("ascii", "replace")
+    index: dict[str, str] = {}
+    for line in text.splitlines(keepends=True):
+        if len(line) == RECORD_SIZE:
+            index[line[:64]] = line
+    return index
 
 
 def discard(path: str) -> None:
