@@ -57,6 +57,8 @@ ACTION_LOG = "actions"
 RECORD_SIZE = 64 + 1 + 64 + 1 + 15 + 1 + 19 + 1 + 10 + 1
 """Bytes in one action record, its newline included."""
 
+ID_BYTES = 32
+
 
 def is_hex_id(text: str) -> bool:
     """True for exactly 64 lower-case hex digits: the only thing allowed in a path component
@@ -317,19 +319,22 @@ def format_record(action_hex: str, entry: Entry, refreshed: float) -> str:
 
 
 def parse_record(line: str) -> tuple[Entry, float] | None:
-    """The entry and refresh time of one action-log line; ``None`` for anything malformed."""
-    if len(line) != RECORD_SIZE or line[-1] != "\n":
-        return None
-    parts = line.split(" ")
-    if len(parts) != 5 or not is_hex_id(parts[0]) or not is_hex_id(parts[1]):
+    """The entry and refresh time of one action-log line; ``None`` for anything malformed.
+    Fields sit at fixed offsets (this runs on every local hit)."""
+    if len(line) != RECORD_SIZE or line[-1] != "\n" or line[64] != " " or line[129] != " " \
+            or line[145] != " " or line[165] != " ":
         return None
     try:
-        size, time_ns, refreshed = int(parts[2]), int(parts[3]), int(parts[4])
+        # fromhex also accepts upper case and spaces: the length and the round trip below
+        # keep the path to what this helper itself would have written.
+        output_id = bytes.fromhex(line[65:129])
+        size, time_ns, refreshed = int(line[130:145]), int(line[146:165]), int(line[166:176])
     except ValueError:
         return None
-    if size < 0 or time_ns < 0 or refreshed < 0:
+    if len(output_id) != ID_BYTES or output_id.hex() != line[65:129] \
+            or size < 0 or time_ns < 0 or refreshed < 0:
         return None
-    return Entry(bytes.fromhex(parts[1]), size, time_ns), float(refreshed)
+    return Entry(output_id, size, time_ns), float(refreshed)
 
 
 def read_action_log(path: str) -> dict[str, str]:
