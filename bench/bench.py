@@ -68,6 +68,7 @@ STATS_KEYS = (
 SCENARIOS = {
     "go_cold": "Go local cache, cold",
     "go_warm": "Go local cache, warm",
+    "python_floor": "floor: minimal Python helper, warm",
     "copy": "copy floor: cp -r of the warm cache",
     "copy_build": "copy floor: cp -r, then the build",
     "helper_cold": "redis-gocache cold (empty Redis and dir)",
@@ -75,6 +76,7 @@ SCENARIOS = {
     "helper_warm": "redis-gocache warm runner",
 }
 HELPER_SCENARIOS = ("helper_cold", "helper_new", "helper_warm")
+FLOOR_HELPER = Path(__file__).resolve().with_name("floor_helper.py")
 
 
 # -- settings --------------------------------------------------------------------------------
@@ -322,6 +324,29 @@ def used_memory(env: Env) -> int:
     return int(info["used_memory"])
 
 
+def write_floor_index(gocache: Path, index: Path) -> int:
+    """The index floor_helper.py serves from: every complete action of Go's own cache (the
+    ``-a`` files: ``v1 <action> <output> <size> <time ns>``) whose output is there. An output
+    is the ``-d`` file, or for a cached executable the one file in the ``-d`` directory."""
+    lines = []
+    for entry in gocache.glob("*/*-a"):
+        parts = entry.read_text().split()
+        if len(parts) != 5 or parts[0] != "v1":
+            continue
+        action, output, size, when = parts[1], parts[2], int(parts[3]), int(parts[4])
+        path = gocache / output[:2] / f"{output}-d"
+        if path.is_dir():
+            inside = list(path.iterdir())
+            path = inside[0] if len(inside) == 1 else path
+        if not path.is_file():
+            continue
+        secs, frac = divmod(when, 1_000_000_000)
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{frac:09d}Z"
+        lines.append(f"{action} {output} {size} {stamp} {path}\n")
+    index.write_text("".join(lines))
+    return len(lines)
+
+
 def build_round(env: Env, wl: Workload, rep: int, results: dict[str, Any]) -> None:
     """One repetition of every build scenario of one workload, in a fixed order."""
     times: dict[str, list[float]] = results["builds"][wl.name]
@@ -334,6 +359,15 @@ def build_round(env: Env, wl: Workload, rep: int, results: dict[str, Any]) -> No
     gocache = env.fresh_dir(f"{tag}-gocache")
     record("go_cold", run_go(env, wl, env.go_env(gocache), COLD_TIMEOUT, f"{tag}-go_cold"))
     record("go_warm", run_go(env, wl, env.go_env(gocache), WARM_TIMEOUT, f"{tag}-go_warm"))
+    if env.helper is not None:
+        # The floor for a warm runner: the least a Python helper can do (bench/floor_helper.py).
+        index = env.work / "logs" / f"{tag}-floor.index"
+        write_floor_index(gocache, index)
+        floor_env = env.go_env(env.fresh_dir(f"{tag}-floor-gocache"), {
+            "GOCACHEPROG": go_quote([env.python, str(FLOOR_HELPER)]),
+            "FLOOR_INDEX": str(index),
+            "FLOOR_SPOOL": str(env.fresh_dir(f"{tag}-floor-spool"))})
+        record("python_floor", run_go(env, wl, floor_env, WARM_TIMEOUT, f"{tag}-python_floor"))
 
     # The floor for a new runner: its whole cache arrives by a local copy, then it builds.
     copied = env.fresh_dir(f"{tag}-copy") / "gocache"
@@ -640,6 +674,7 @@ def summarize(results: dict[str, Any], plan: Plan) -> dict[str, Any]:
         floor = rows["copy_build"]["median"]
         target(f"warm runner {what} vs Go warm", rows["helper_warm"]["ratio_to_go_warm"],
                1.25, "x")
+        summary["python_floor_ratio"] = rows["python_floor"]["ratio_to_go_warm"]
         target(f"new runner {what} vs Go warm", rows["helper_new"]["ratio_to_go_warm"],
                3.5, "x")
         target(f"new runner {what} vs copy floor",
@@ -757,6 +792,10 @@ def print_report(results: dict[str, Any], summary: dict[str, Any]) -> None:
             vs, ls = fmt_mib(v), fmt_mib(lim)
         verdict = {True: "PASS", False: "MISS", None: "n/a"}[t["pass"]]
         print(f"  {t['target']:44}{vs:>12}  <= {ls:<10}{verdict}")
+    floor = summary.get("python_floor_ratio")
+    if floor is not None:
+        print(f"  (the Python floor, bench/floor_helper.py, took {floor:.2f}x Go warm in this run:"
+              " no Python helper's warm runner can do better)")
     prof = results.get("profile")
     if prof:
         print()
