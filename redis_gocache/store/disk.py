@@ -58,6 +58,7 @@ RECORD_SIZE = 64 + 1 + 64 + 1 + 15 + 1 + 19 + 1 + 10 + 1
 """Bytes in one action record, its newline included."""
 
 ID_BYTES = 32
+"""Bytes in an output ID (SHA-256)."""
 
 
 def is_hex_id(text: str) -> bool:
@@ -140,6 +141,7 @@ class DiskStore:
         self._dirs_made: set[str] = set()
         self._index: dict[str, str] | None = None
         self._load_lock = threading.Lock()
+        self._log_lock = threading.Lock()
         self._log_fd: int | None = None
         self._log_ino = 0
         self._appended: list[bytes] = []  # this process's records, in case the log is replaced
@@ -220,11 +222,14 @@ class DiskStore:
         # A record that cannot be written costs the next run a refetch, not this run its
         # answer: the output is in place and the in-memory index already has the record.
         try:
-            if self._log_fd is None:
-                fd = os.open(self.log_path, _LOG_FLAGS, 0o600)
-                self._log_ino = os.fstat(fd).st_ino
-                self._log_fd = fd
-            os.write(self._log_fd, data)
+            fd = self._log_fd
+            if fd is None:
+                with self._log_lock:
+                    if self._log_fd is None:
+                        self._log_fd = os.open(self.log_path, _LOG_FLAGS, 0o600)
+                        self._log_ino = os.fstat(self._log_fd).st_ino
+                    fd = self._log_fd
+            os.write(fd, data)
         except OSError:
             return
         self._appended.append(data)
