@@ -837,6 +837,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="run the installed console script itself, not a copy of the package "
                     "taken at start (with an editable install, edits during the run count)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--work-dir", metavar="DIR",
+                    help="where the work directory goes (every cache, Go's and the helper's) "
+                    "[default: the system temporary directory]")
     args = ap.parse_args(argv)
 
     plan = QUICK if args.quick else FULL
@@ -850,7 +853,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     go = _go_binary()
     began = time.perf_counter()
-    work = Path(tempfile.mkdtemp(prefix="redis-gocache-bench-"))
+    work = Path(tempfile.mkdtemp(prefix="redis-gocache-bench-", dir=args.work_dir))
     (work / "logs").mkdir()
 
     def log(msg: str) -> None:
