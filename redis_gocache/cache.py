@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from redis_gocache.exceptions import LocalStoreError, RejectedEntry
@@ -152,6 +153,53 @@ class Cache:
         self.stats.add(prefetched=1)
         return True
 
+    def prefetch_many(self, action_ids: Sequence[bytes]) -> None:
+        """Bring a batch of entries from Redis before cmd/go asks: the inline ones (most of a
+        build's outputs) in one round trip, the rest one by one (:meth:`prefetch`)."""
+        if self.remote is None or not self.remote.readable:
+            return
+        mine = [a for a in action_ids if not self.local.has(a.hex())
+                and a not in self._prefetch_rejected and self._claim(a) is None]
+        if not mine:
+            return
+        try:
+            found = self.remote.get_inline(mine)
+        except BaseException:
+            for action_id in mine:
+                self._release(action_id)
+            raise
+        rest: list[bytes] = []
+        for action_id, hit in zip(mine, found, strict=True):
+            try:
+                if hit is None:
+                    rest.append(action_id)
+                    continue
+                entry, body = hit
+                kept = self._keep_body(action_id, entry, body)
+                if kept is None:
+                    continue
+                with self._inflight_lock:
+                    self._prefetched.add(action_id)
+                self.stats.add(prefetched=1)
+            finally:
+                self._release(action_id)
+        for action_id in rest:
+            self.prefetch(action_id)
+
+    def _keep_body(self, action_id: bytes, entry: Entry, body: bytes) -> tuple[Entry, str] | None:
+        """Verify and materialize a body already in memory (an inline record)."""
+        try:
+            fd, tmp = self.local.new_file()
+        except LocalStoreError:
+            self.stats.add(get_errors=1)
+            return None
+        writer = HashingWriter(fd)
+        try:
+            writer.write(body)
+        finally:
+            os.close(fd)
+        return self._keep(action_id, entry, writer, tmp, self._prefetch_rejected)
+
     def _fetch(
         self, action_id: bytes, rejected: set[bytes] | None = None
     ) -> tuple[Entry, str] | None:
@@ -175,6 +223,13 @@ class Cache:
         if entry is None:
             discard(tmp)
             return None
+        return self._keep(action_id, entry, writer, tmp, rejected)
+
+    def _keep(
+        self, action_id: bytes, entry: Entry, writer: HashingWriter, tmp: str,
+        rejected: set[bytes] | None,
+    ) -> tuple[Entry, str] | None:
+        """Check a body written to ``tmp`` against its entry and commit it locally."""
         if writer.error is not None:
             self.stats.add(get_errors=1)
             discard(tmp)

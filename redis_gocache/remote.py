@@ -194,6 +194,22 @@ class Remote:
         self._ok()
         return entry
 
+    def get_inline(self, action_ids: Sequence[bytes]) -> list[tuple[Entry, bytes] | None]:
+        """:meth:`RemoteStore.get_inline`, with every failure a list of ``None``."""
+        if not self.readable:
+            return [None] * len(action_ids)
+        start = time.perf_counter()
+        try:
+            found = self.store.get_inline(action_ids)
+        except RemoteError as exc:
+            self.stats.add(get_errors=1)
+            self._failed(exc, writing=False)
+            return [None] * len(action_ids)
+        finally:
+            self.stats.add(remote_wait_seconds=time.perf_counter() - start)
+        self._ok()
+        return found
+
     def put(self, action_id: bytes, entry: Entry, path: str) -> None:
         if not self.writable:
             return

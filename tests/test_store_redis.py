@@ -211,3 +211,15 @@ def test_redact_url_hides_passwords() -> None:
     assert redact_url("rediss://:s3cret@host/0") == "rediss://:***@host/0"
     assert redact_url("redis://host:6379") == "redis://host:6379"
     assert "s3cret" not in redact_url("redis://u:s3c@ret@host/0")
+
+
+def test_get_inline_answers_a_batch_in_one_pipeline(store, client, tmp_path) -> None:
+    """Inline records come back with their bodies; anything else is None, for get()."""
+    small, big, broken, missing = (os.urandom(32) for _ in range(4))
+    small_entry = put(store, tmp_path, b"inline body", small)
+    put(store, tmp_path, os.urandom(INLINE_MAX * 2), big)  # a blob: not inline
+    put(store, tmp_path, b"soon truncated", broken)
+    client.hset(f"t:a:{broken.hex()}", "body", b"short")
+    found = store.get_inline([small, big, broken, missing])
+    assert found == [(small_entry, b"inline body"), None, None, None]
+    assert store.get_inline([]) == []

@@ -35,6 +35,12 @@ class RemoteStore(Protocol):
         ``None`` is a plain miss."""
         ...
 
+    def get_inline(self, action_ids: Sequence[bytes]) -> list[tuple[Entry, bytes] | None]:
+        """Many entries in one round trip, for the prefetcher: for each id, its entry and
+        body when the record holds the body inline and passes the store's checks, else
+        ``None`` (a miss, a blob, anything wrong), which the caller asks :meth:`get` about."""
+        ...
+
     def put(self, action_id: bytes, entry: Entry, path: str) -> None:
         """Store ``entry`` for ``action_id``, its body read from the local file ``path``."""
         ...

@@ -51,6 +51,19 @@ class MemoryStore:
             sink(body)
         return entry
 
+    def get_inline(self, action_ids: Sequence[bytes]) -> list[tuple[Entry, bytes] | None]:
+        self._check()
+        found: list[tuple[Entry, bytes] | None] = []
+        with self._lock:
+            for action_id in action_ids:
+                record = self.records.get(action_id)
+                if record is not None and record[1] is not None \
+                        and len(record[1]) == record[0].size:
+                    found.append((record[0], record[1]))
+                else:
+                    found.append(None)
+        return found
+
     def put(self, action_id: bytes, entry: Entry, path: str) -> None:
         self._check()
         with open(path, "rb") as f:

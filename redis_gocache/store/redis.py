@@ -312,6 +312,35 @@ class RedisStore:
         self.spill.read(ref[len(POINTER_PREFIX):], entry, sink)
         return entry
 
+    def get_inline(self, action_ids: Sequence[bytes]) -> list[tuple[Entry, bytes] | None]:
+        # One pipelined HGETALL per batch instead of a round trip (and a pass through
+        # redis-py's per-command machinery) per entry. Not on a Cluster: the batch would span
+        # slots and nodes, and one dead node must cost only its own keys (_shard).
+        if self._clustered or not action_ids:
+            return [None] * len(action_ids)
+        with self._translate():
+            pipe = self.client().pipeline(transaction=False)
+            for action_id in action_ids:
+                pipe.hgetall(self._key("a", action_id))
+            raws = cast(list[dict[bytes, bytes]], pipe.execute())
+        return [self._inline(action_id, raw) for action_id, raw in zip(action_ids, raws,
+                                                                        strict=True)]
+
+    def _inline(self, action_id: bytes, raw: dict[bytes, bytes]) -> tuple[Entry, bytes] | None:
+        body = raw.get(b"body") if raw else None
+        if body is None:
+            return None
+        try:
+            entry = parse_record(raw)
+        except RejectedEntry:
+            return None
+        if len(body) != entry.size:
+            return None
+        if self.verifier is not None and \
+                self.verifier.verify(action_id, entry, raw.get(b"sig")) is not None:
+            return None
+        return entry, body
+
     def _read_blob(self, client: redis.Redis, key: str, size: int, sink: Sink) -> None:
         if size <= STREAM_CHUNK:
             data = cast(bytes | None, client.get(key))
