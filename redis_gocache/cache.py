@@ -162,27 +162,21 @@ class Cache:
                 and a not in self._prefetch_rejected and self._claim(a) is None]
         if not mine:
             return
+        rest: list[bytes] = []
+        claimed = list(reversed(mine))  # released as each is done; all of them, whatever happens
         try:
             found = self.remote.get_inline(mine)
-        except BaseException:
-            for action_id in mine:
-                self._release(action_id)
-            raise
-        rest: list[bytes] = []
-        for action_id, hit in zip(mine, found, strict=True):
-            try:
+            for action_id, hit in zip(mine, found, strict=True):
                 if hit is None:
                     rest.append(action_id)
-                    continue
-                entry, body = hit
-                kept = self._keep_body(action_id, entry, body)
-                if kept is None:
-                    continue
-                with self._inflight_lock:
-                    self._prefetched.add(action_id)
-                self.stats.add(prefetched=1)
-            finally:
-                self._release(action_id)
+                elif self._keep_body(action_id, *hit) is not None:
+                    with self._inflight_lock:
+                        self._prefetched.add(action_id)
+                    self.stats.add(prefetched=1)
+                self._release(claimed.pop())
+        finally:
+            while claimed:  # A get waiting on one of these must not wait for CLAIM_WAIT.
+                self._release(claimed.pop())
         for action_id in rest:
             self.prefetch(action_id)
 

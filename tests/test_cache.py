@@ -187,3 +187,31 @@ def test_the_log_holds_the_latest_record_of_an_action(tmp_path: Path) -> None:
     found = DiskStore(s.local.root).lookup(action.hex())
     assert found is not None and Path(found[1]).read_bytes() == b"two"
     assert os.path.getsize(s.local.log_path) == 2 * RECORD_SIZE
+
+
+def test_prefetch_many_fetches_inline_entries_and_releases_every_claim(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = Setup(tmp_path / "writer")
+    actions = [os.urandom(32) for _ in range(4)]
+    for i, action in enumerate(actions):
+        writer.put(action, b"x" * (10 if i % 2 else 200))  # inline up to 64 bytes here
+    s = Setup(tmp_path / "reader", memory=writer.memory)
+    s.cache.prefetch_many(actions)
+    assert all(s.local.has(a.hex()) for a in actions)  # blobs went the one-entry way
+    assert s.stats.prefetched == 4 and s.cache._inflight == {}
+
+    # A failure halfway through a batch must not leave claims behind: a get would wait on one.
+    broken = Setup(tmp_path / "broken", memory=writer.memory)
+    calls = []
+
+    def new_file() -> tuple[int, str]:
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("injected")
+        return DiskStore.new_file(broken.local)
+
+    monkeypatch.setattr(broken.local, "new_file", new_file)
+    with pytest.raises(RuntimeError):
+        broken.cache.prefetch_many(actions)
+    assert broken.cache._inflight == {}
