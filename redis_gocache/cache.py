@@ -153,15 +153,16 @@ class Cache:
         self.stats.add(prefetched=1)
         return True
 
-    def prefetch_many(self, action_ids: Sequence[bytes]) -> None:
-        """Bring a batch of entries from Redis before cmd/go asks: the inline ones (most of a
-        build's outputs) in one round trip, the rest one by one (:meth:`prefetch`)."""
+    def prefetch_many(self, action_ids: Sequence[bytes]) -> list[bytes]:
+        """Bring a batch of entries from Redis before cmd/go asks, the inline ones (most of a
+        build's outputs) in one round trip; returns the others, for :meth:`prefetch` one by
+        one (the caller can stop in between)."""
         if self.remote is None or not self.remote.readable:
-            return
+            return []
         mine = [a for a in action_ids if not self.local.has(a.hex())
                 and a not in self._prefetch_rejected and self._claim(a) is None]
         if not mine:
-            return
+            return []
         rest: list[bytes] = []
         claimed = list(reversed(mine))  # released as each is done; all of them, whatever happens
         try:
@@ -177,8 +178,7 @@ class Cache:
         finally:
             while claimed:  # A get waiting on one of these must not wait for CLAIM_WAIT.
                 self._release(claimed.pop())
-        for action_id in rest:
-            self.prefetch(action_id)
+        return rest
 
     def _keep_body(self, action_id: bytes, entry: Entry, body: bytes) -> tuple[Entry, str] | None:
         """Verify and materialize a body already in memory (an inline record)."""

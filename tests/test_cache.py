@@ -197,8 +197,11 @@ def test_prefetch_many_fetches_inline_entries_and_releases_every_claim(
     for i, action in enumerate(actions):
         writer.put(action, b"x" * (10 if i % 2 else 200))  # inline up to 64 bytes here
     s = Setup(tmp_path / "reader", memory=writer.memory)
-    s.cache.prefetch_many(actions)
-    assert all(s.local.has(a.hex()) for a in actions)  # blobs went the one-entry way
+    blobs = s.cache.prefetch_many(actions)
+    assert blobs == actions[0::2]  # left for the one-entry way
+    assert [s.local.has(a.hex()) for a in actions] == [False, True, False, True]
+    assert all(s.cache.prefetch(a) for a in blobs)
+    assert all(s.local.has(a.hex()) for a in actions)
     assert s.stats.prefetched == 4 and s.cache._inflight == {}
 
     # A failure halfway through a batch must not leave claims behind: a get would wait on one.
