@@ -182,17 +182,24 @@ class Cache:
 
     def _keep_body(self, action_id: bytes, entry: Entry, body: bytes) -> tuple[Entry, str] | None:
         """Verify and materialize a body already in memory (an inline record)."""
+        made = self._new_writer()
+        if made is None:
+            return None
+        writer, tmp = made
+        try:
+            writer.write(body)
+        finally:
+            os.close(writer.fd)
+        return self._keep(action_id, entry, writer, tmp, self._prefetch_rejected)
+
+    def _new_writer(self) -> tuple[HashingWriter, str] | None:
+        """A writer on a new temporary file, or ``None`` (counted) when none can be made."""
         try:
             fd, tmp = self.local.new_file()
         except LocalStoreError:
             self.stats.add(get_errors=1)
             return None
-        writer = HashingWriter(fd)
-        try:
-            writer.write(body)
-        finally:
-            os.close(fd)
-        return self._keep(action_id, entry, writer, tmp, self._prefetch_rejected)
+        return HashingWriter(fd), tmp
 
     def _fetch(
         self, action_id: bytes, rejected: set[bytes] | None = None
@@ -200,17 +207,15 @@ class Cache:
         """Fetch from Redis, verify, and materialize locally; ``None`` for any kind of miss.
         An entry that fails a check is also added to ``rejected``, if given."""
         assert self.remote is not None
-        try:
-            fd, tmp = self.local.new_file()
-        except LocalStoreError:
-            self.stats.add(get_errors=1)
+        made = self._new_writer()
+        if made is None:
             return None
-        writer = HashingWriter(fd)
+        writer, tmp = made
         try:
             try:
                 entry = self.remote.get(action_id, writer.write)
             finally:
-                os.close(fd)
+                os.close(writer.fd)
         except RejectedEntry as exc:
             self._reject(exc.kind, action_id, tmp, rejected)
             return None
