@@ -6,8 +6,6 @@ cmd/go starts a helper for every ``go`` command, and the first answer must come 
 
 from __future__ import annotations
 
-import importlib
-
 # Not typing.TYPE_CHECKING: importing typing costs more than the rest of the path to the
 # capability line (mypy honours the constant by its name).
 TYPE_CHECKING = False
@@ -19,7 +17,7 @@ _EXPORTS = {
     "Cache": "redis_gocache.cache",
     "Server": "redis_gocache.server",
     "Stats": "redis_gocache.stats",
-    "Entry": "redis_gocache.store.base",
+    "Entry": "redis_gocache.store.entry",
     "RemoteStore": "redis_gocache.store.base",
     "DiskStore": "redis_gocache.store.disk",
     "RedisStore": "redis_gocache.store.redis",
@@ -41,9 +39,9 @@ if TYPE_CHECKING:
     from redis_gocache.config import Config as Config
     from redis_gocache.server import Server as Server
     from redis_gocache.stats import Stats as Stats
-    from redis_gocache.store.base import Entry as Entry
     from redis_gocache.store.base import RemoteStore as RemoteStore
     from redis_gocache.store.disk import DiskStore as DiskStore
+    from redis_gocache.store.entry import Entry as Entry
     from redis_gocache.store.memory import MemoryStore as MemoryStore
     from redis_gocache.store.redis import RedisStore as RedisStore
 
@@ -52,6 +50,8 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'redis_gocache' has no attribute {name!r}")
+    import importlib
+
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value

@@ -8,20 +8,27 @@ knows nothing of the wire format, which is :mod:`redis_gocache.server`'s busines
 from __future__ import annotations
 
 import os
-import threading
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from _thread import allocate_lock
 
 from redis_gocache.exceptions import LocalStoreError, RejectedEntry
-from redis_gocache.stats import Stats
-from redis_gocache.store.base import Entry
 from redis_gocache.store.disk import DiskStore, HashingWriter, discard
+from redis_gocache.store.entry import Entry
 
+TYPE_CHECKING = False  # not typing's: see redis_gocache.config
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from concurrent.futures import ThreadPoolExecutor
+    from threading import Event
+    from typing import Protocol
 
     from redis_gocache.remote import Remote
+    from redis_gocache.stats import Stats
+
+    class Stoppable(Protocol):
+        """Background work the cache stops before its last answer (the prefetcher)."""
+
+        def stop(self) -> None: ...
 
 REFRESH_INTERVAL = 24 * 3600.0
 """An entry served locally has its Redis TTL refreshed at most this often (seconds)."""
@@ -33,12 +40,6 @@ CLAIM_WAIT = 30.0
 """Longest a get waits for another thread (the prefetcher) already fetching the same entry."""
 
 
-class Stoppable(Protocol):
-    """Background work the cache stops before its last answer (the prefetcher)."""
-
-    def stop(self) -> None: ...
-
-
 class Cache:
     """Local directory plus optional remote store, with verification and counters."""
 
@@ -47,13 +48,13 @@ class Cache:
         self.remote = remote
         self.stats = stats
         self._served: list[tuple[bytes, Entry, bool]] = []
-        self._served_lock = threading.Lock()
+        self._served_lock = allocate_lock()
         self._uploads: ThreadPoolExecutor | None = None
         self.requested: list[bytes] = []
         """Every action id cmd/go asked for, in order: the manifest for the next new runner."""
         # Fetches under way, so a get and the prefetcher never fetch one entry twice.
-        self._inflight: dict[bytes, threading.Event] = {}
-        self._inflight_lock = threading.Lock()
+        self._inflight: dict[bytes, Event] = {}
+        self._inflight_lock = allocate_lock()
         # Entries the prefetcher brought that cmd/go has not asked for yet, and those it found
         # broken: asking Redis again for those within this run would only fail again.
         self._prefetched: set[bytes] = set()
@@ -91,13 +92,15 @@ class Cache:
         self.stats.local_hit(entry.size)
         return entry, path
 
-    def _claim(self, action_id: bytes) -> threading.Event | None:
+    def _claim(self, action_id: bytes) -> Event | None:
         """``None`` if the caller now owns fetching ``action_id``; else the event that fires
         when whoever does own it is done."""
+        from threading import Event  # only runs that fetch from Redis import threading
+
         with self._inflight_lock:
             event = self._inflight.get(action_id)
             if event is None:
-                self._inflight[action_id] = threading.Event()
+                self._inflight[action_id] = Event()
             return event
 
     def _release(self, action_id: bytes) -> None:

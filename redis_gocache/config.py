@@ -11,13 +11,16 @@ Precedence: a flag beats its environment variable, which beats the default.
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import re
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
 from redis_gocache.exceptions import ConfigError
+
+# Not typing.TYPE_CHECKING, and no dataclasses or re: this module is on the helper's way to
+# its first answer, where those three imports cost more than the rest of it (see Config).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+    from typing import Any
 
 DEFAULT_PREFIX = "gocache:"
 """Key prefix of every Redis key the cache writes. Never a Cluster hash tag."""
@@ -53,29 +56,45 @@ def default_cache_dir(env: Mapping[str, str] | None = None) -> str:
     return os.path.join(base, "redis-gocache")
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
-_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_SIZE = re.compile(r"^\s*(\d+)\s*([kmg]?)(i?b)?\s*$", re.IGNORECASE)
-_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_SIZE_UNITS = {"k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def _number_and_unit(text: str, units: Mapping[str, int]) -> tuple[str, int]:
+    """Split ``"12 h"`` into ``("12", 3600)``; a bare number has the factor 1."""
+    low = text.strip().lower()
+    factor = units.get(low[-1:], 0)
+    number = low[:-1].rstrip() if factor else low
+    return number, factor or 1
+
+
+def _is_digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()  # isdigit alone accepts "²"
 
 
 def parse_duration(text: str) -> int:
-    """Seconds from ``3600``, ``45s``, ``30m``, ``12h``, ``7d`` or ``2w``."""
-    m = _DURATION.match(text)
-    if not m:
+    """Seconds from ``3600``, ``45s``, ``30m``, ``12h``, ``7d``, ``2w`` or ``1.5h``."""
+    number, factor = _number_and_unit(text, _DURATION_UNITS)
+    whole, dot, fraction = number.partition(".")
+    if not _is_digits(whole) or (dot and not _is_digits(fraction)):
         raise ConfigError(f"not a duration: {text!r} (use seconds, or a number with s/m/h/d/w)")
-    seconds = int(float(m.group(1)) * _DURATION_UNITS[m.group(2).lower()])
+    seconds = int(float(number) * factor)
     if seconds <= 0:
         raise ConfigError(f"duration must be positive: {text!r}")
     return seconds
 
 
 def parse_size(text: str) -> int:
-    """Bytes from ``65536``, ``64K``, ``64KiB``, ``1M`` or ``1G``."""
-    m = _SIZE.match(text)
-    if not m:
+    """Bytes from ``65536``, ``64K``, ``64KiB``, ``64kb``, ``1M`` or ``1G``."""
+    low = text.strip().lower()
+    for suffix in ("ib", "b"):
+        if low.endswith(suffix):
+            low = low[:-len(suffix)]
+            break
+    number, factor = _number_and_unit(low, _SIZE_UNITS)
+    if not _is_digits(number):
         raise ConfigError(f"not a size: {text!r} (use bytes, or a number with K/M/G)")
-    return int(m.group(1)) * _SIZE_UNITS[m.group(2).lower()]
+    return int(number) * factor
 
 
 def parse_seconds(text: str) -> float:
@@ -179,20 +198,27 @@ def parse_spill_dir(text: str) -> str:
     return os.path.abspath(os.path.expanduser(text))
 
 
-@dataclasses.dataclass(frozen=True)
 class Option:
-    """One setting: its flags, environment variable, parser and help text."""
+    """One setting: its flags, environment variable, parser (``None``: a boolean switch) and
+    help text."""
 
-    name: str
-    flags: tuple[str, ...]
-    envvar: str
-    help: str
-    parse: Callable[[str], Any] | None = None  # None: a boolean switch
-    metavar: str = ""
+    __slots__ = ("name", "flags", "envvar", "help", "parse", "metavar")
+
+    def __init__(self, name: str, flags: tuple[str, ...], envvar: str, help: str,
+                 parse: Callable[[str], Any] | None = None, metavar: str = "") -> None:
+        self.name = name
+        self.flags = flags
+        self.envvar = envvar
+        self.help = help
+        self.parse = parse
+        self.metavar = metavar
 
     @property
     def is_flag(self) -> bool:
         return self.parse is None
+
+    def __repr__(self) -> str:
+        return f"Option({self.name!r}, {self.flags!r}, {self.envvar!r})"
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -266,39 +292,110 @@ OPTIONS: tuple[Option, ...] = (
 _BY_FLAG = {flag: opt for opt in OPTIONS for flag in opt.flags}
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+_SECRET = frozenset({"redis_url", "password"})
+"""Config fields never shown by ``repr``: a URL may hold a password."""
+
+
 class Config:
-    """Everything the helper needs to know, resolved from flags, environment and defaults."""
+    """Everything the helper needs to know, resolved from flags, environment and defaults.
 
-    redis_url: str | None = dataclasses.field(default=None, repr=False)  # may hold a password
-    cache_dir: str = dataclasses.field(default_factory=default_cache_dir)
-    prefix: str = DEFAULT_PREFIX
-    ttl: int = DEFAULT_TTL
-    inline_max: int = DEFAULT_INLINE_MAX
-    spill_dir: str | None = None
-    read_only: bool = False
-    timeout: float = DEFAULT_TIMEOUT
-    retries: int = DEFAULT_RETRIES
-    workers: int = DEFAULT_WORKERS
-    tls_ca: str | None = None
-    tls_cert: str | None = None
-    tls_key: str | None = None
-    password: str | None = dataclasses.field(default=None, repr=False)
-    password_file: str | None = None
-    breaker_cooldown: float = DEFAULT_BREAKER_COOLDOWN
-    signing_key: str | None = None
-    trusted_keys: tuple[str, ...] = ()
-    stats_file: str | None = None
-    verbose: bool = False
-    trim_max_age: int = DEFAULT_TRIM_MAX_AGE
-    trim_max_size: int = 0  # 0: no size cap
-    no_auto_trim: bool = False
-    no_fleet_stats: bool = False
-    no_prefetch: bool = False
+    Frozen and keyword-only, like a ``dataclasses.dataclass(frozen=True, kw_only=True)``, but
+    written out: ``dataclasses`` imports ``inspect`` and ``re``, about 15 ms on a CI runner,
+    and every ``go`` command starts the helper anew and waits for its first answer (measured
+    in bench/: start-up delay adds one for one to a warm build's time).
+    """
 
-    def __post_init__(self) -> None:
-        if self.workers < 1:
+    __slots__ = (
+        "redis_url", "cache_dir", "prefix", "ttl", "inline_max", "spill_dir", "read_only",
+        "timeout", "retries", "workers", "tls_ca", "tls_cert", "tls_key", "password",
+        "password_file", "breaker_cooldown", "signing_key", "trusted_keys", "stats_file",
+        "verbose", "trim_max_age", "trim_max_size", "no_auto_trim", "no_fleet_stats",
+        "no_prefetch",
+    )
+
+    redis_url: str | None
+    cache_dir: str
+    prefix: str
+    ttl: int
+    inline_max: int
+    spill_dir: str | None
+    read_only: bool
+    timeout: float
+    retries: int
+    workers: int
+    tls_ca: str | None
+    tls_cert: str | None
+    tls_key: str | None
+    password: str | None
+    password_file: str | None
+    breaker_cooldown: float
+    signing_key: str | None
+    trusted_keys: tuple[str, ...]
+    stats_file: str | None
+    verbose: bool
+    trim_max_age: int
+    trim_max_size: int  # 0: no size cap
+    no_auto_trim: bool
+    no_fleet_stats: bool
+    no_prefetch: bool
+
+    def __init__(
+        self,
+        *,
+        redis_url: str | None = None,
+        cache_dir: str | None = None,  # None: default_cache_dir()
+        prefix: str = DEFAULT_PREFIX,
+        ttl: int = DEFAULT_TTL,
+        inline_max: int = DEFAULT_INLINE_MAX,
+        spill_dir: str | None = None,
+        read_only: bool = False,
+        timeout: float = DEFAULT_TIMEOUT,
+        retries: int = DEFAULT_RETRIES,
+        workers: int = DEFAULT_WORKERS,
+        tls_ca: str | None = None,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
+        password: str | None = None,
+        password_file: str | None = None,
+        breaker_cooldown: float = DEFAULT_BREAKER_COOLDOWN,
+        signing_key: str | None = None,
+        trusted_keys: tuple[str, ...] = (),
+        stats_file: str | None = None,
+        verbose: bool = False,
+        trim_max_age: int = DEFAULT_TRIM_MAX_AGE,
+        trim_max_size: int = 0,
+        no_auto_trim: bool = False,
+        no_fleet_stats: bool = False,
+        no_prefetch: bool = False,
+    ) -> None:
+        if workers < 1:
             raise ConfigError("workers must be at least 1")
+        values = locals()
+        values["cache_dir"] = cache_dir or default_cache_dir()
+        for name in self.__slots__:
+            object.__setattr__(self, name, values[name])
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Config is frozen: cannot set {name}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"Config is frozen: cannot delete {name}")
+
+    def _values(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Config):
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__
+                          if name not in _SECRET)
+        return f"Config({shown})"
 
 
 def resolve(values: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Config:

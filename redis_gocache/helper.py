@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
-import signal
 import sys
-from types import FrameType
-from typing import TYPE_CHECKING
+import time
 
-from redis_gocache.config import Config
 from redis_gocache.exceptions import ConfigError, LocalStoreError
 from redis_gocache.handshake import announce
+from redis_gocache.store.disk import auto_trim_due
 
+TYPE_CHECKING = False  # not typing's: see redis_gocache.config
 if TYPE_CHECKING:
+    from redis_gocache.config import Config
     from redis_gocache.remote import Remote
     from redis_gocache.stats import Stats
     from redis_gocache.store.base import RemoteStore
@@ -39,25 +38,28 @@ def local_root(config: Config) -> str:
     return os.path.join(config.cache_dir, name)
 
 
-def _quit(signum: int, frame: FrameType | None) -> None:
-    # cmd/go was interrupted too. Everything on disk is complete or in tmp/, and half an upload
-    # is a temporary key that expires: leave at once, quietly.
-    os._exit(0)
-
-
 def run_helper(config: Config, proto_fd: int | None = None) -> int:
     """Serve cmd/go on stdin/stdout until close or EOF; returns the exit status.
 
     ``proto_fd``: the protocol descriptor when the caller has already announced the
     capabilities (:func:`redis_gocache.handshake.announce`); else this does it first.
+
+    Ctrl-C reaches cmd/go and the helper alike: the helper then leaves at once with status 0
+    and no traceback. Everything on disk is complete or in tmp/, and half an upload is a
+    temporary key that expires. (SIGTERM keeps its default, the same immediate end; no
+    ``signal`` handler is installed because that module's import alone costs milliseconds.)
     """
     if proto_fd is None:
         proto_fd = announce()
         if proto_fd is None:
             return 0  # cmd/go is already gone.
-    signal.signal(signal.SIGINT, _quit)
-    signal.signal(signal.SIGTERM, _quit)
+    try:
+        return _serve(config, proto_fd)
+    except KeyboardInterrupt:
+        os._exit(0)
 
+
+def _serve(config: Config, proto_fd: int) -> int:
     from redis_gocache.cache import Cache
     from redis_gocache.server import Server
     from redis_gocache.stats import Stats
@@ -77,7 +79,7 @@ def run_helper(config: Config, proto_fd: int | None = None) -> int:
         remote = None
     cache = Cache(local, remote, stats)
     tag = None
-    if not config.no_prefetch:
+    if remote is not None and not config.no_prefetch:
         from redis_gocache import prefetch
 
         tag = prefetch.maybe_start(cache, remote, local.root, log)
@@ -111,7 +113,7 @@ def _end_of_run(config: Config, remote: Remote | None, stats: Stats, root: str) 
             from redis_gocache.ops.fleet import end_of_run
 
             end_of_run(config, remote, stats, log)
-        if not config.no_auto_trim:
+        if not config.no_auto_trim and auto_trim_due(root, time.time()):
             from redis_gocache.ops.trim import maybe_auto_trim
 
             maybe_auto_trim(root, max_age=config.trim_max_age, max_size=config.trim_max_size)
@@ -168,9 +170,11 @@ def _make_remote(config: Config, stats: Stats) -> Remote | None:
             spill=_make_spill(config),
         )
 
+    from redis_gocache.tags import server_tag
+
     describe = redact_url(config.redis_url)
-    # One breaker per server and prefix; the name must not leak the password into the disk.
-    tag = hashlib.sha256(f"{describe} {config.prefix}".encode()).hexdigest()[:16]
-    breaker = Breaker(os.path.join(config.cache_dir, f"breaker-{tag}"), config.breaker_cooldown)
+    # One breaker per server and prefix.
+    name = "breaker-" + server_tag(config.redis_url, config.prefix)
+    breaker = Breaker(os.path.join(config.cache_dir, name), config.breaker_cooldown)
     return Remote(factory=make_store, stats=stats, log=log, describe=describe,
                   read_only=config.read_only, breaker=breaker)

@@ -17,17 +17,16 @@ Prefetched entries go through the same verification as any Redis hit.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
-import threading
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
 
 from redis_gocache.store.disk import touch_private
+from redis_gocache.tags import tag
 from redis_gocache.wire import ID_SIZE
 
+TYPE_CHECKING = False  # not typing's: see redis_gocache.config
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
     from concurrent.futures import ThreadPoolExecutor
 
     from redis_gocache.cache import Cache
@@ -64,12 +63,9 @@ def command_tag(cwd: str | None = None, env: Mapping[str, str] | None = None,
     args = parent_cmdline.split(b"\0")
     # Runners may call go by another path (/usr/local/go/bin/go, go): only its name counts.
     args[0] = os.path.basename(args[0])
-    h = hashlib.sha256()
-    h.update(cwd.encode("utf-8", "surrogateescape") + b"\0\0")
-    h.update(b"\0".join(args) + b"\0\0")
-    for name in TAG_ENV:
-        h.update(f"{name}={env.get(name, '')}\0".encode("utf-8", "surrogateescape"))
-    return h.hexdigest()[:32]
+    settings = "".join(f"{name}={env.get(name, '')}\0" for name in TAG_ENV)
+    return tag(cwd.encode("utf-8", "surrogateescape") + b"\0\0" + b"\0".join(args) + b"\0\0"
+               + settings.encode("utf-8", "surrogateescape"))
 
 
 def _parent_cmdline() -> bytes:
@@ -100,6 +96,10 @@ class Prefetcher:
         self._tag = tag
         self._log = log
         self._threads = threads
+        # Here, not at the top: a warm run imports this module but never prefetches, and
+        # threading is one of the imports its start-up leaves out (docs/design.md).
+        import threading
+
         self._stopped = threading.Event()
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()

@@ -15,9 +15,8 @@ do not trip the breaker, which is for outages.
 from __future__ import annotations
 
 import os
-import threading
 import time
-from collections.abc import Callable, Sequence
+from _thread import allocate_lock
 
 from redis_gocache.exceptions import (
     ConfigError,
@@ -30,8 +29,14 @@ from redis_gocache.exceptions import (
     RemoteUnavailable,
     ShardUnavailable,
 )
-from redis_gocache.stats import Stats
-from redis_gocache.store.base import Entry, RemoteStore, Sink
+
+TYPE_CHECKING = False  # not typing's: see redis_gocache.config
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from redis_gocache.stats import Stats
+    from redis_gocache.store.base import RemoteStore, Sink
+    from redis_gocache.store.entry import Entry
 
 FAILURES_TO_TRIP = 3
 """Consecutive command errors (not outages: those trip at once) before Redis is switched off."""
@@ -91,12 +96,12 @@ class Remote:
     ) -> None:
         self._store = store
         self._factory = factory
-        self._make_lock = threading.Lock()
+        self._make_lock = allocate_lock()
         self.stats = stats
         self._log = log
         self._describe = describe
         self._breaker = breaker
-        self._lock = threading.Lock()
+        self._lock = allocate_lock()
         self._failures = 0
         self._breaker_was_set = False
         self._shard_warned = False

@@ -19,18 +19,20 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from _thread import allocate_lock
 
 from redis_gocache import wire
-from redis_gocache.cache import Cache
 from redis_gocache.exceptions import FatalProtocolError, LocalStoreError
-from redis_gocache.stats import Stats
 from redis_gocache.store.disk import discard
 
+TYPE_CHECKING = False  # not typing's: see redis_gocache.config
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from concurrent.futures import ThreadPoolExecutor
+    from threading import BoundedSemaphore
+
+    from redis_gocache.cache import Cache
+    from redis_gocache.stats import Stats
 
 
 def _discard(_: bytes) -> None:
@@ -56,13 +58,12 @@ class Server:
         self._log = log
         self._input = wire.InputStream(in_fd)
         self._out_fd = out_fd
-        self._write_lock = threading.Lock()
+        self._write_lock = allocate_lock()
         self._broken = False
         self._workers = workers
         self._on_drained = on_drained
         self._pool: ThreadPoolExecutor | None = None
-        # Bounds the gets queued for Redis, so a flood of requests cannot grow memory.
-        self._slots = threading.BoundedSemaphore(workers * 4)
+        self._slots: BoundedSemaphore | None = None
 
     # -- output -----------------------------------------------------------------------
 
@@ -71,10 +72,12 @@ class Server:
         with self._write_lock:
             if self._broken:
                 return
-            view = memoryview(data)
             try:
-                while view:
-                    view = view[os.write(self._out_fd, view):]
+                written = os.write(self._out_fd, data)
+                if written < len(data):  # A full pipe may take part of a long answer.
+                    view = memoryview(data)[written:]
+                    while view:
+                        view = view[os.write(self._out_fd, view):]
             except OSError:
                 # cmd/go is gone (EPIPE) or its pipe broke: nobody is listening any more.
                 self._broken = True
@@ -126,27 +129,36 @@ class Server:
         if hit is not None:
             entry, path = hit
             self.send(wire.hit_response(req.id, entry.output_id, entry.size, entry.time_ns, path))
+            # After the answer: cmd/go waits for answers one or two at a time, so a syscall
+            # here costs the build nothing, and before the answer it costs every hit.
+            self.cache.local.mark_used(path)
             return
         self.stats.add(gets=1)
         if self.cache.remote_readable:
-            self._slots.acquire()
+            pool, slots = self._get_pool()
+            slots.acquire()
             try:
-                self._get_pool().submit(self._get_remote, req)
+                pool.submit(self._get_remote, req, slots)
             except BaseException:
-                self._slots.release()
+                slots.release()
                 raise
         else:
             self.stats.add(misses=1)
             self.send(wire.miss_response(req.id))
 
-    def _get_pool(self) -> ThreadPoolExecutor:
-        if self._pool is None:
+    def _get_pool(self) -> tuple[ThreadPoolExecutor, BoundedSemaphore]:
+        """The get workers, made on the first local miss (a warm run never needs them), and
+        the semaphore that bounds the gets queued for them, so a flood of requests cannot
+        grow memory."""
+        if self._pool is None or self._slots is None:
             from concurrent.futures import ThreadPoolExecutor
+            from threading import BoundedSemaphore
 
+            self._slots = BoundedSemaphore(self._workers * 4)
             self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="get")
-        return self._pool
+        return self._pool, self._slots
 
-    def _get_remote(self, req: wire.Request) -> None:
+    def _get_remote(self, req: wire.Request, slots: BoundedSemaphore) -> None:
         try:
             hit = self.cache.get_remote(req.action_id)
         except Exception as exc:  # noqa: BLE001 - a bug here must cost a miss, not the build
@@ -154,7 +166,7 @@ class Server:
             self.stats.add(get_errors=1)
             hit = None
         finally:
-            self._slots.release()
+            slots.release()
         if hit is None:
             self.stats.add(misses=1)
             self.send(wire.miss_response(req.id))

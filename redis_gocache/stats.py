@@ -2,37 +2,54 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import threading
 import time
-from typing import Any
+from _thread import allocate_lock
+
+TYPE_CHECKING = False  # not typing's: see redis_gocache.config
+if TYPE_CHECKING:
+    from typing import Any
+
+COUNTERS = (
+    "gets", "local_hits", "remote_hits", "misses", "get_errors", "hit_bytes",
+    "remote_hit_bytes", "puts", "put_errors", "put_bytes", "uploads", "upload_errors",
+    "upload_bytes", "refreshed", "prefetched",
+)
+"""The whole-number counters, in the order ``--stats-file`` and ``stats`` report them."""
 
 
-@dataclasses.dataclass
 class Stats:
-    """What one helper did. Change fields only through :meth:`add` and :meth:`reject`, which
-    hold the lock: the reader thread, get workers and uploaders all count."""
+    """What one helper did. Change fields only through :meth:`add`, :meth:`local_hit` and
+    :meth:`reject`, which hold the lock: the reader thread, get workers and uploaders all
+    count. (A plain class, not a dataclass: see :class:`redis_gocache.config.Config`.)"""
 
-    gets: int = 0
-    local_hits: int = 0
-    remote_hits: int = 0
-    misses: int = 0
-    get_errors: int = 0
-    hit_bytes: int = 0
-    remote_hit_bytes: int = 0
-    puts: int = 0
-    put_errors: int = 0
-    put_bytes: int = 0
-    uploads: int = 0
-    upload_errors: int = 0
-    upload_bytes: int = 0
-    refreshed: int = 0
-    prefetched: int = 0
-    remote_wait_seconds: float = 0.0
-    rejected: dict[str, int] = dataclasses.field(default_factory=dict)
-    started: float = dataclasses.field(default_factory=time.monotonic)
-    _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
+    __slots__ = (*COUNTERS, "remote_wait_seconds", "rejected", "started", "_lock")
+
+    gets: int
+    local_hits: int
+    remote_hits: int
+    misses: int
+    get_errors: int
+    hit_bytes: int
+    remote_hit_bytes: int
+    puts: int
+    put_errors: int
+    put_bytes: int
+    uploads: int
+    upload_errors: int
+    upload_bytes: int
+    refreshed: int
+    prefetched: int
+    remote_wait_seconds: float
+    rejected: dict[str, int]
+    started: float
+
+    def __init__(self) -> None:
+        for name in COUNTERS:
+            setattr(self, name, 0)
+        self.remote_wait_seconds = 0.0
+        self.rejected = {}
+        self.started = time.monotonic()
+        self._lock = allocate_lock()
 
     def add(self, **counts: float) -> None:
         with self._lock:
@@ -56,11 +73,7 @@ class Stats:
 
     def as_dict(self) -> dict[str, Any]:
         with self._lock:
-            out: dict[str, Any] = {
-                f.name: getattr(self, f.name)
-                for f in dataclasses.fields(self)
-                if not f.name.startswith("_") and f.name != "started"
-            }
+            out: dict[str, Any] = {name: getattr(self, name) for name in COUNTERS}
             out["rejected"] = dict(self.rejected)
         out["hits"] = self.hits
         out["rejected_total"] = sum(out["rejected"].values())
@@ -86,6 +99,8 @@ class Stats:
 
     def append_json(self, path: str) -> None:
         """Append the counters to ``path`` as one JSON line."""
+        import json
+
         with open(path, "a", encoding="utf-8") as f:
             f.write(json.dumps(self.as_dict(), sort_keys=True) + "\n")
 

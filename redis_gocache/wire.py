@@ -21,14 +21,20 @@ How cmd/go reacts to an answer decides what we may send:
 from __future__ import annotations
 
 import binascii
-import dataclasses
-import json
 import os
 import time
-from collections.abc import Callable
+
+# json.dumps(str) without the json package: the same C function, the same output. The json
+# package (with the re module under it) is imported only by requests that are neither a plain
+# get nor a plain close: a warm build never needs it.
+from _json import encode_basestring_ascii as _json_string
 
 from redis_gocache.exceptions import FatalProtocolError, ProtocolError
 from redis_gocache.handshake import CAPABILITIES
+
+TYPE_CHECKING = False  # not typing's: see redis_gocache.config
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 CMD_GET = "get"
 CMD_PUT = "put"
@@ -52,20 +58,39 @@ _LINE_CHUNK = 1 << 16
 size first, and a megabyte goes to mmap and back on every request line."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
 class Request:
-    """One request from cmd/go.
+    """One request from cmd/go; a value, never changed once made.
 
     ``error`` is set when the request is malformed but its ``id`` is known: the server
     answers it with ``Err`` (after consuming any body) and carries on.
     """
 
-    id: int
-    command: str
-    action_id: bytes = b""
-    output_id: bytes = b""
-    body_size: int = 0
-    error: str | None = None
+    __slots__ = ("id", "command", "action_id", "output_id", "body_size", "error")
+
+    def __init__(self, id: int, command: str, action_id: bytes = b"", output_id: bytes = b"",
+                 body_size: int = 0, error: str | None = None) -> None:
+        self.id = id
+        self.command = command
+        self.action_id = action_id
+        self.output_id = output_id
+        self.body_size = body_size
+        self.error = error
+
+    def _values(self) -> tuple[object, ...]:
+        return (self.id, self.command, self.action_id, self.output_id, self.body_size,
+                self.error)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Request):
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        return "Request(id={!r}, command={!r}, action_id={!r}, output_id={!r}, " \
+            "body_size={!r}, error={!r})".format(*self._values())
 
 
 def _b64_field(obj: dict[str, object], name: str) -> bytes | None:
@@ -80,26 +105,31 @@ def _b64_field(obj: dict[str, object], name: str) -> bytes | None:
         raise ValueError(f"{name} is not valid base64") from None
 
 
-_GET_HEAD = b'{"ID":'
+_PLAIN_HEAD = b'{"ID":'
 _GET_MIDDLE = b',"Command":"get","ActionID":"'
 _GET_TAIL = b'"}'
+_CLOSE_TAIL = b',"Command":"close"}'
 _B64_ID_LEN = 44
 """Characters of a padded base64 ID (32 bytes)."""
 
 
-def _parse_plain_get(line: bytes) -> Request | None:
-    """A get exactly as cmd/go's encoder writes it, ``{"ID":7,"Command":"get","ActionID":
-    "<44 base64 characters>"}``, without the JSON decoder; ``None`` for anything else, which
-    then takes the general path. Warm builds are a thousand of these, and this is the part of
-    a local hit a Python helper can still make cheaper."""
-    if not line.startswith(_GET_HEAD) or not line.endswith(_GET_TAIL):
+def _parse_plain(line: bytes) -> Request | None:
+    """A get or a close exactly as cmd/go's encoder writes them, ``{"ID":7,"Command":"get",
+    "ActionID":"<44 base64 characters>"}`` and ``{"ID":9,"Command":"close"}``, without the
+    JSON decoder; ``None`` for anything else, which then takes the general path. Warm builds
+    are a thousand gets and a close: this is the part of a local hit a Python helper can
+    still make cheaper, and it keeps the json package off a warm run."""
+    if not line.startswith(_PLAIN_HEAD):
         return None
     comma = line.find(b",", 6)
     digits = line[6:comma]
     if comma < 0 or not digits.isdigit() or (len(digits) > 1 and digits[0] == 48):  # "0"
         return None
+    if len(line) == comma + len(_CLOSE_TAIL) and line.endswith(_CLOSE_TAIL):
+        return Request(int(digits), CMD_CLOSE)
     start = comma + len(_GET_MIDDLE)
-    if line[comma:start] != _GET_MIDDLE or len(line) != start + _B64_ID_LEN + len(_GET_TAIL):
+    if line[comma:start] != _GET_MIDDLE or len(line) != start + _B64_ID_LEN + len(_GET_TAIL) \
+            or not line.endswith(_GET_TAIL):
         return None
     try:
         action_id = binascii.a2b_base64(line[start:start + _B64_ID_LEN], strict_mode=True)
@@ -116,9 +146,16 @@ def parse_request(line: bytes) -> Request:
     Raises :class:`FatalProtocolError` when the line has no usable ``ID`` (then nobody can be
     answered); otherwise returns a :class:`Request`, with ``error`` set if it is malformed.
     """
-    plain = _parse_plain_get(line)
+    plain = _parse_plain(line)
     if plain is not None:
         return plain
+    return _parse_json(line)
+
+
+def _parse_json(line: bytes) -> Request:
+    """:func:`parse_request` for any line, with the JSON decoder."""
+    import json
+
     try:
         obj = json.loads(line)
     except (ValueError, UnicodeDecodeError, RecursionError):
@@ -324,10 +361,6 @@ def hit_response(req_id: int, output_id: bytes, size: int, time_ns: int, disk_pa
     ).encode()
 
 
-# json.dumps(str) without the encoder set-up around it: the same C function, same output.
-_json_string = json.encoder.encode_basestring_ascii
-
-
 def miss_response(req_id: int) -> bytes:
     """The answer to a ``get`` that cannot be served."""
     return f'{{"ID":{req_id},"Miss":true}}\n'.encode()
@@ -335,7 +368,7 @@ def miss_response(req_id: int) -> bytes:
 
 def put_response(req_id: int, disk_path: str) -> bytes:
     """The answer to a ``put`` whose body is on local disk."""
-    return f'{{"ID":{req_id},"DiskPath":{json.dumps(disk_path)}}}\n'.encode()
+    return f'{{"ID":{req_id},"DiskPath":{_json_string(disk_path)}}}\n'.encode()
 
 
 def close_response(req_id: int) -> bytes:
@@ -345,6 +378,8 @@ def close_response(req_id: int) -> bytes:
 
 def error_response(req_id: int, message: str) -> bytes:
     """An ``Err`` answer. Never for Redis trouble: cmd/go fails the build on it."""
+    import json
+
     return (json.dumps({"ID": req_id, "Err": message}, separators=(",", ":")) + "\n").encode()
 
 

@@ -189,6 +189,22 @@ def test_get_of_unknown_action_is_a_miss(start: Start, mode: str | None) -> None
     cmd.close()
 
 
+def test_a_local_hit_marks_its_output_used(start: Start, tmp_path: Path) -> None:
+    """The trim removes outputs by mtime (last use), so a hit sets the mtime of an output
+    last marked over USE_MARK_INTERVAL ago, and leaves a recent mark alone."""
+    cmd = start(cache_dir=tmp_path / "c")
+    old, recent = time.time() - 3 * 86400, time.time() - 600
+    paths = {}
+    for name, when in (("old", old), ("recent", recent)):
+        paths[name] = cmd.put_wait(action_id(name), name.encode() * 10)["DiskPath"]
+        os.utime(paths[name], (when, when))
+    for name in paths:
+        assert_hit(cmd.get_wait(action_id(name)), name.encode() * 10)
+    cmd.close()
+    assert time.time() - os.stat(paths["old"]).st_mtime < 60
+    assert os.stat(paths["recent"]).st_mtime == pytest.approx(recent, abs=1)
+
+
 def test_put_then_get_round_trip(start: Start, mode: str | None) -> None:
     cmd = start(redis_url=mode)
     body = b"package main\n" * 10

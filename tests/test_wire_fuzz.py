@@ -263,8 +263,8 @@ _B64_CHARS = string.ascii_letters + string.digits + "+/="
 
 
 @st.composite
-def near_get_lines(draw: st.DrawFn) -> bytes:
-    """Lines shaped like cmd/go's get, and small departures from that shape."""
+def near_plain_lines(draw: st.DrawFn) -> bytes:
+    """Lines shaped like cmd/go's get and close, and small departures from those shapes."""
     req_id = draw(st.one_of(st.integers(0, 2**63), st.sampled_from(["007", "-1", "1.5", "",
                                                                       "1e3", " 1", "true"])))
     if draw(st.booleans()):
@@ -272,7 +272,10 @@ def near_get_lines(draw: st.DrawFn) -> bytes:
     else:
         action = draw(st.text(_B64_CHARS, min_size=40, max_size=48))
     command = draw(st.sampled_from(["get", "get", "put", "GET", "close"]))
-    line = f'{{"ID":{req_id},"Command":"{command}","ActionID":"{action}"}}'
+    if draw(st.booleans()):
+        line = f'{{"ID":{req_id},"Command":"{command}","ActionID":"{action}"}}'
+    else:
+        line = f'{{"ID":{req_id},"Command":"{command}"}}'
     if draw(st.integers(0, 4)) == 0:
         i = draw(st.integers(0, len(line)))
         line = line[:i] + draw(st.sampled_from([" ", "\\", "x", '"', ",", "}", "\t"])) + line[i:]
@@ -280,20 +283,23 @@ def near_get_lines(draw: st.DrawFn) -> bytes:
 
 
 @FUZZ
-@given(near_get_lines())
-def test_the_plain_get_shortcut_agrees_with_the_json_parser(line: bytes) -> None:
+@given(near_plain_lines())
+def test_the_plain_shortcut_agrees_with_the_json_parser(line: bytes) -> None:
     """Whatever the shortcut accepts, the general parser reads the same way."""
-    quick = wire._parse_plain_get(line)
+    quick = wire._parse_plain(line)
     if quick is None:
         return
-    assert quick == wire.Request(json.loads(line)["ID"], wire.CMD_GET,
-                                 base64.b64decode(json.loads(line)["ActionID"], validate=True))
+    assert quick.error is None
+    assert quick == wire._parse_json(line)
 
 
-def test_the_plain_get_shortcut_takes_what_cmd_go_writes() -> None:
+def test_the_plain_shortcut_takes_what_cmd_go_writes() -> None:
     action = os.urandom(32)
     line = json.dumps({"ID": 12345, "Command": "get", "ActionID": b64(action)},
                       separators=(",", ":")).encode()
-    assert wire._parse_plain_get(line) == wire.Request(12345, wire.CMD_GET, action)
-    for other in (line.replace(b"12345", b"012345"), line + b" ", line.replace(b"get", b"put")):
-        assert wire._parse_plain_get(other) is None
+    assert wire._parse_plain(line) == wire.Request(12345, wire.CMD_GET, action)
+    close = json.dumps({"ID": 12346, "Command": "close"}, separators=(",", ":")).encode()
+    assert wire._parse_plain(close) == wire.Request(12346, wire.CMD_CLOSE)
+    for other in (line.replace(b"12345", b"012345"), line + b" ", line.replace(b"get", b"put"),
+                  close.replace(b"close", b"closed"), close[:-1] + b',"BodySize":1}'):
+        assert wire._parse_plain(other) is None

@@ -6,7 +6,6 @@ Nothing here imports click or redis at module level: :mod:`redis_gocache.ops.fle
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -69,14 +68,6 @@ def match_pattern(prefix: str) -> str:
     """A ``SCAN MATCH`` pattern for every key starting with ``prefix`` (glob characters in
     the prefix escaped)."""
     return re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + "*"
-
-
-def server_tag(config: Config) -> str:
-    """A short name for (server, prefix) safe to put in a file name: no password in it."""
-    from redis_gocache.store.redis import redact_url
-
-    describe = redact_url(config.redis_url or "")
-    return hashlib.sha256(f"{describe} {config.prefix}".encode()).hexdigest()[:16]
 
 
 def open_store(config: Config, timeout: float | None = None) -> RedisStore:

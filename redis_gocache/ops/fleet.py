@@ -25,17 +25,23 @@ When a helper pushes (:func:`end_of_run`, after its last answer):
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+
+# As redis_gocache.wire: json.dumps(str) without importing the json package.
+from _json import encode_basestring_ascii as _json_string
 
 from redis_gocache.exceptions import GoCacheError
 from redis_gocache.store.disk import open_private, touch_private
 
+# The helper imports this module after every run, so it keeps to light imports: not
+# typing's TYPE_CHECKING (see redis_gocache.config), and json only where a push reads the spool.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
+    from typing import Any
+
     from redis_gocache.config import Config
     from redis_gocache.remote import Remote
     from redis_gocache.stats import Stats
@@ -187,7 +193,7 @@ class Spool:
             name = os.path.join(self.path, f"run-{os.getpid()}-{os.urandom(4).hex()}.json")
             tmp = name + ".tmp"
             with open_private(tmp) as f:
-                json.dump({"counts": counts, "paths": dict(paths)}, f)
+                f.write(_spool_json(counts, paths))
             os.replace(tmp, name)
         except OSError:
             pass  # Losing one run's counters is better than failing the run.
@@ -220,6 +226,8 @@ class Spool:
 
     @staticmethod
     def load(paths: Iterable[str]) -> tuple[Counts, dict[str, int]]:
+        import json
+
         counts: Counts = {}
         runs: dict[str, int] = {}
         for path in paths:
@@ -252,10 +260,20 @@ class Spool:
                 pass
 
 
-def spool_for(config: Config) -> Spool:
-    from redis_gocache.ops.common import server_tag
+def _spool_json(counts: Mapping[str, int], paths: Mapping[str, int]) -> str:
+    """``json.dumps({"counts": counts, "paths": paths})`` for these two flat maps of
+    whole numbers, written out to keep the json package off a local run's end."""
+    def flat(mapping: Mapping[str, int]) -> str:
+        return ",".join(f"{_json_string(key)}:{int(value)}" for key, value in mapping.items())
 
-    return Spool(os.path.join(config.cache_dir, f"stats-{server_tag(config)}"))
+    return f'{{"counts":{{{flat(counts)}}},"paths":{{{flat(paths)}}}}}'
+
+
+def spool_for(config: Config) -> Spool:
+    from redis_gocache.tags import server_tag
+
+    tag = server_tag(config.redis_url or "", config.prefix)
+    return Spool(os.path.join(config.cache_dir, f"stats-{tag}"))
 
 
 def end_of_run(config: Config, remote: Remote | None, stats: Stats,

@@ -24,8 +24,11 @@ from collections.abc import Callable, Iterable, Iterator
 
 from redis_gocache.store.disk import (
     ACTION_LOG,
+    AUTO_TRIM_INTERVAL,
     RECORD_SIZE,
+    TRIM_MARKER,
     USE_MARK_INTERVAL,
+    auto_trim_due,
     parse_record,
     read_action_log,
     touch_private,
@@ -37,10 +40,10 @@ PROTECT = USE_MARK_INTERVAL + 3600.0
 TMP_MAX_AGE = 3600.0
 """Seconds after which a file in ``tmp/`` is debris: no put or fetch takes that long."""
 
-AUTO_INTERVAL = 86400.0
+AUTO_INTERVAL = AUTO_TRIM_INTERVAL
 """Seconds between two automatic trims of one local directory."""
 
-MARKER = "trimmed"
+MARKER = TRIM_MARKER
 """File in the local root whose mtime is the last trim's start."""
 
 ROOTS = ("v1", "v1-readonly")
@@ -245,16 +248,10 @@ def maybe_auto_trim(root: str, *, max_age: float, max_size: int = 0,
     The marker is touched before trimming, so helpers ending together do not all trim.
     """
     now = time.time() if now is None else now
-    marker = os.path.join(root, MARKER)
-    try:
-        if now - os.stat(marker).st_mtime < AUTO_INTERVAL:
-            return None
-    except FileNotFoundError:
-        pass
-    except OSError:
+    if not auto_trim_due(root, now):
         return None
     try:
-        touch_private(marker, now)
+        touch_private(os.path.join(root, MARKER), now)
     except OSError:
         return None  # A directory we cannot mark is one we would trim on every run.
     return trim_root(root, max_age=max_age, max_size=max_size, now=now)

@@ -1,24 +1,18 @@
-"""What every store agrees on: the entry record and the remote store protocol."""
+"""What every store agrees on: the entry record and the remote store protocol.
+
+The entry record lives in :mod:`redis_gocache.store.entry`, which the helper's start-up path
+imports; this module imports ``typing`` for the protocol, which that path avoids.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from redis_gocache.store.entry import Entry
+
 Sink = Callable[[bytes], object]
 """Where a remote store streams a body: called with successive pieces, in order."""
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Entry:
-    """What the cache records for one action: the output's SHA-256, its size, and when it was
-    first put (nanoseconds since the epoch; never refreshed, since cmd/go expires test results
-    by it)."""
-
-    output_id: bytes
-    size: int
-    time_ns: int
 
 
 class RemoteStore(Protocol):
@@ -61,3 +55,6 @@ class RemoteStore(Protocol):
     def close(self) -> None:
         """Release connections."""
         ...
+
+
+__all__ = ["Entry", "RemoteStore", "Sink"]

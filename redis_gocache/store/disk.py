@@ -25,19 +25,23 @@ length and skipped. ``refreshed`` is the epoch second of the last Redis TTL refr
 (:mod:`redis_gocache.ops.trim`) rewrites the log without the records of removed outputs and
 without the records later ones replace.
 
-An output file's mtime is its last use, touched at most once an hour, for trimming.
+An output file's mtime is its last use, touched at most once an hour, for trimming: right
+after the hit's answer is written, so the ``stat`` that decides it is not part of the time
+cmd/go waits for an answer.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import threading
 import time
-from typing import IO
+from _thread import allocate_lock
 
 from redis_gocache.exceptions import LocalStoreError
-from redis_gocache.store.base import Entry
+from redis_gocache.store.entry import Entry
+
+TYPE_CHECKING = False  # not typing's: see redis_gocache.config
+if TYPE_CHECKING:
+    from typing import IO
 
 USE_MARK_INTERVAL = 3600.0
 """Seconds between two updates of an output file's mtime; a coarse mark is enough for trimming
@@ -60,6 +64,12 @@ RECORD_SIZE = 64 + 1 + 64 + 1 + 15 + 1 + 19 + 1 + 10 + 1
 ID_BYTES = 32
 """Bytes in an output ID (SHA-256)."""
 
+TRIM_MARKER = "trimmed"
+"""File in the store's root whose mtime is the start of its last trim."""
+
+AUTO_TRIM_INTERVAL = 86400.0
+"""Seconds between two automatic trims of one local directory."""
+
 
 def is_hex_id(text: str) -> bool:
     """True for exactly 64 lower-case hex digits: the only thing allowed in a path component
@@ -80,6 +90,9 @@ class HashingWriter:
         self.fd = fd
         self.size = 0
         self.error: OSError | None = None
+        # Imported here: hashlib loads OpenSSL (milliseconds), and a warm run never writes.
+        import hashlib
+
         self._hash = hashlib.sha256()
 
     def write(self, data: bytes) -> None:
@@ -104,6 +117,8 @@ class HashingWriter:
         when the caller should stream the body instead. Used for spill-directory reads."""
         if self.size or self.error is not None:
             return None
+        import hashlib
+
         from redis_gocache.store.spill import copy_fd
 
         digest = hashlib.sha256()
@@ -140,8 +155,8 @@ class DiskStore:
         self.log_path = os.path.join(root, ACTION_LOG)
         self._dirs_made: set[str] = set()
         self._index: dict[str, str] | None = None
-        self._load_lock = threading.Lock()
-        self._log_lock = threading.Lock()
+        self._load_lock = allocate_lock()
+        self._log_lock = allocate_lock()
         self._log_fd: int | None = None
         self._log_ino = 0
         self._appended: list[bytes] = []  # this process's records, in case the log is replaced
@@ -175,8 +190,14 @@ class DiskStore:
         return action_hex in self._records()
 
     def lookup(self, action_hex: str) -> tuple[Entry, str, float] | None:
-        """The entry of a locally complete action, the path of its output file, and the time
-        its Redis TTL was last refreshed; ``None`` when anything is missing or inconsistent."""
+        """The entry of a recorded action, the path of its output file, and the time its
+        Redis TTL was last refreshed; ``None`` when there is no well-formed record.
+
+        The output file is not looked at: a record is written only once its output is in
+        place, and cmd/go checks the size of every file it is handed (a file that has gone
+        becomes its miss, and it builds and puts again). The caller marks the use with
+        :meth:`mark_used` after answering.
+        """
         line = self._records().get(action_hex)
         if line is None:
             return None
@@ -184,19 +205,17 @@ class DiskStore:
         if record is None:
             return None
         entry, refreshed = record
-        path = self.output_path(line[65:129])
+        return entry, f"{self.root}/o/{line[65:67]}/{line[65:129]}", refreshed
+
+    @staticmethod
+    def mark_used(path: str) -> None:
+        """Set an output's mtime, its last use for the trim, unless it was set within
+        :data:`USE_MARK_INTERVAL`."""
         try:
-            st = os.stat(path)
-        except OSError:
-            return None
-        if st.st_size != entry.size:
-            return None
-        if time.time() - st.st_mtime > USE_MARK_INTERVAL:
-            try:
+            if time.time() - os.stat(path).st_mtime > USE_MARK_INTERVAL:
                 os.utime(path)
-            except OSError:
-                pass  # A read-only mark is not worth failing a hit for.
-        return entry, path, refreshed
+        except OSError:
+            pass  # A file we cannot mark is not worth failing anything for.
 
     def write_action(self, action_hex: str, entry: Entry, refreshed: float | None = None) -> None:
         """Record an action whose output is in place (``refreshed``: now by default)."""
@@ -302,6 +321,18 @@ class DiskStore:
         self._place(tmp_path, final)
         self.write_action(action_hex, entry)
         return final
+
+
+def auto_trim_due(root: str, now: float) -> bool:
+    """Whether the daily automatic trim of the store at ``root`` is due: one ``stat`` of its
+    marker (:data:`TRIM_MARKER`). Here, not in :mod:`redis_gocache.ops.trim`, so a helper
+    ends without importing the trim when it is not due."""
+    try:
+        return now - os.stat(os.path.join(root, TRIM_MARKER)).st_mtime >= AUTO_TRIM_INTERVAL
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False  # A marker we cannot read is one we could not touch either.
 
 
 def touch_private(path: str, when: float | None = None) -> None:
