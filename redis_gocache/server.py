@@ -94,9 +94,13 @@ class Server:
                 if line is None:
                     break
                 req = wire.parse_request(line)
-                if req.command == wire.CMD_CLOSE and req.error is None and not req.body_size:
-                    close_id = req.id
-                    break
+                if req.error is None and not req.body_size:
+                    if req.command == wire.CMD_GET:
+                        self._get(req)  # the common case, without _handle's checks
+                        continue
+                    if req.command == wire.CMD_CLOSE:
+                        close_id = req.id
+                        break
                 self._handle(req)
         except FatalProtocolError as exc:
             self._log(f"unreadable request, stopping: {exc}")

@@ -285,21 +285,29 @@ def near_plain_lines(draw: st.DrawFn) -> bytes:
 @FUZZ
 @given(near_plain_lines())
 def test_the_plain_shortcut_agrees_with_the_json_parser(line: bytes) -> None:
-    """Whatever the shortcut accepts, the general parser reads the same way."""
-    quick = wire._parse_plain(line)
-    if quick is None:
+    """parse_request, shortcut and all, reads every line as the JSON parser alone does."""
+    try:
+        expected = wire._parse_json(line)
+    except FatalProtocolError:
+        with pytest.raises(FatalProtocolError):
+            wire.parse_request(line)
         return
-    assert quick.error is None
-    assert quick == wire._parse_json(line)
+    assert wire.parse_request(line) == expected
 
 
-def test_the_plain_shortcut_takes_what_cmd_go_writes() -> None:
+def test_the_plain_shortcut_takes_what_cmd_go_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """cmd/go's own get and close lines never reach the JSON parser; other lines do."""
+    def json_parser(line: bytes) -> wire.Request:
+        raise AssertionError(f"JSON parser called for {line!r}")
+
+    monkeypatch.setattr(wire, "_parse_json", json_parser)
     action = os.urandom(32)
     line = json.dumps({"ID": 12345, "Command": "get", "ActionID": b64(action)},
                       separators=(",", ":")).encode()
-    assert wire._parse_plain(line) == wire.Request(12345, wire.CMD_GET, action)
+    assert wire.parse_request(line) == wire.Request(12345, wire.CMD_GET, action)
     close = json.dumps({"ID": 12346, "Command": "close"}, separators=(",", ":")).encode()
-    assert wire._parse_plain(close) == wire.Request(12346, wire.CMD_CLOSE)
+    assert wire.parse_request(close) == wire.Request(12346, wire.CMD_CLOSE)
     for other in (line.replace(b"12345", b"012345"), line + b" ", line.replace(b"get", b"put"),
                   close.replace(b"close", b"closed"), close[:-1] + b',"BodySize":1}'):
-        assert wire._parse_plain(other) is None
+        with pytest.raises(AssertionError, match="JSON parser called"):
+            wire.parse_request(other)

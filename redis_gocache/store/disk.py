@@ -198,7 +198,8 @@ class DiskStore:
         becomes its miss, and it builds and puts again). The caller marks the use with
         :meth:`mark_used` after answering.
         """
-        line = self._records().get(action_hex)
+        index = self._index if self._index is not None else self._records()
+        line = index.get(action_hex)
         if line is None:
             return None
         record = parse_record(line)
