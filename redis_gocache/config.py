@@ -16,7 +16,8 @@ import os
 from redis_gocache.exceptions import ConfigError
 
 # Not typing.TYPE_CHECKING, and no dataclasses or re: this module is on the helper's way to
-# its first answer, where those three imports cost more than the rest of it (see Config).
+# its first answer, where those three imports cost more than the rest of it (see Config, and
+# "The warm path" in docs/design.md for the rule every module on that path follows).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
