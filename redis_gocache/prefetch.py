@@ -18,7 +18,6 @@ Prefetched entries go through the same verification as any Redis hit.
 from __future__ import annotations
 
 import os
-import sys
 
 from redis_gocache.store.disk import touch_private
 from redis_gocache.tags import tag
@@ -165,8 +164,8 @@ def record(cache: Cache, remote: Remote | None, local_root: str, tag: str | None
         return
     marker = marker_path(local_root, tag)
     known = os.path.exists(marker)
-    if known and "redis" not in sys.modules:
-        return  # Fully local run of a known command: Redis stays unimported.
+    if known and not remote.used:
+        return  # Fully local run of a known command: Redis stays untouched.
     if len(cache.requested) >= MIN_MANIFEST:
         remote.write_manifest(tag, b"".join(cache.requested[:MAX_MANIFEST]))
     if not known:

@@ -133,6 +133,11 @@ class Remote:
                         raise RemoteMisconfigured(str(exc)) from None
         return self._store
 
+    @property
+    def used(self) -> bool:
+        """Whether this run has made its store, that is, sent Redis something (or tried)."""
+        return self._store is not None
+
     def _ok(self) -> None:
         if self._failures or self._breaker_was_set:
             with self._lock:

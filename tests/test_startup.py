@@ -109,3 +109,27 @@ def test_no_heavy_import_before_the_first_local_hit(tmp_path: Path) -> None:
     ours = [name for name in imports if name not in set(baseline)]
     assert "redis_gocache.server" in ours  # the log really covers the helper's start
     assert not HEAVY.intersection(ours), sorted(HEAVY.intersection(ours))
+
+
+def test_a_redis_hit_does_not_wait_for_redis_py(tmp_path: Path) -> None:
+    """A new runner's first Redis hit is read by the store's own client (store/resp.py):
+    redis-py's import (about 100 ms: it brings asyncio) is left to writes."""
+    action = base64.b64encode(action_id("remote")).decode()
+    put = {"Command": "put", "ActionID": action,
+           "OutputID": base64.b64encode(output_id(BODY)).decode(), "BodySize": len(BODY)}
+    with RedisServer() as server:
+        body_line = json.dumps(base64.b64encode(BODY).decode())
+        subprocess.run([sys.executable, *_CLEAN, "-m", "redis_gocache"],
+                       input=(json.dumps({"ID": 1, **put}) + "\n" + body_line
+                              + '\n{"ID":2,"Command":"close"}\n').encode(),
+                       capture_output=True, env=_clean_env(tmp_path / "writer", server.url),
+                       timeout=60, check=True)  # close waits for the upload
+        hit = _run(tmp_path / "new-runner", server.url,
+                   [{"Command": "get", "ActionID": action}], tmp_path / "new.log",
+                   importtime=True)[0]
+    assert hit.get("DiskPath") and hit.get("Size") == len(BODY), hit
+    assert Path(str(hit["DiskPath"])).read_bytes() == BODY
+    imports = hit["imports"]
+    assert isinstance(imports, list)
+    assert "redis_gocache.store.resp" in imports
+    assert "redis" not in imports and "asyncio" not in imports, imports

@@ -38,11 +38,19 @@ def client(request: pytest.FixtureRequest) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
-def store(client: redis.Redis) -> RedisStore:
-    s = RedisStore("redis://unused:1/0", prefix="t:", ttl=TTL, inline_max=INLINE_MAX,
-                   timeout=1.0, retries=0, max_connections=4)
+def store(client: redis.Redis, request: pytest.FixtureRequest) -> Iterator[RedisStore]:
+    if isinstance(client, fakeredis.FakeRedis):
+        s = RedisStore("redis://unused:1/0", prefix="t:", ttl=TTL, inline_max=INLINE_MAX,
+                       timeout=1.0, retries=0, max_connections=4)
+        s._read_plain = False  # no socket to read from: reads go through redis-py too
+    else:
+        # Reads through the store's own read client (store/resp.py), writes through redis-py.
+        server: RedisServer = request.getfixturevalue("redis_server")
+        s = RedisStore(server.url, prefix="t:", ttl=TTL, inline_max=INLINE_MAX,
+                       timeout=1.0, retries=0, max_connections=4)
     s._client = client  # the test's own connection (fakeredis or the private server)
-    return s
+    yield s
+    s.close()
 
 
 def put(store: RedisStore, tmp_path: Path, body: bytes, action: bytes | None = None) -> Entry:

@@ -16,8 +16,9 @@ When a helper pushes (:func:`end_of_run`, after its last answer):
 
 * never when the run is read-only, has no Redis, or Redis is not writable this run (down,
   full, ``NOPERM``): then the counters wait in a local spool;
-* a run that already talked to Redis (redis-py is imported) pushes its counters and the spool:
-  one more round trip on a warm connection;
+* a run that already talked to Redis (:attr:`Remote.used`) pushes its counters and the spool:
+  one more round trip, after the last answer (through redis-py, which a run that only read
+  may import only now: see :mod:`redis_gocache.store.resp`);
 * a run served entirely from the local directory must not import redis-py just for this: it
   writes its counters to the spool (one small file) and pushes only when the last push is
   more than :data:`PUSH_INTERVAL` old (one ``stat`` to find out).
@@ -26,7 +27,6 @@ When a helper pushes (:func:`end_of_run`, after its last answer):
 from __future__ import annotations
 
 import os
-import sys
 import time
 
 # As redis_gocache.wire: json.dumps(str) without importing the json package.
@@ -287,7 +287,7 @@ def end_of_run(config: Config, remote: Remote | None, stats: Stats,
     paths = {checkout_root(os.getcwd()): 1}
     spool = spool_for(config)
     now = time.time()
-    talked = "redis" in sys.modules
+    talked = remote.used
     if not remote.writable or not (talked or spool.due(now)):
         spool.add(counts, paths)
         return

@@ -33,6 +33,7 @@ is a local hit never pays for the import.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -42,6 +43,7 @@ from typing import TYPE_CHECKING, Any, cast
 from redis_gocache.config import redact_url
 from redis_gocache.exceptions import (
     ConfigError,
+    GoCacheError,
     LocalStoreError,
     PermissionDenied,
     RejectedEntry,
@@ -53,6 +55,7 @@ from redis_gocache.exceptions import (
 )
 from redis_gocache.store.base import Entry, Sink
 from redis_gocache.store.disk import is_hex_id
+from redis_gocache.store.resp import ReadClient
 from redis_gocache.store.spill import POINTER_PREFIX
 from redis_gocache.store.topology import CLUSTER, SINGLE, is_tls, kind_of
 from redis_gocache.store.topology import connect as connect_topology
@@ -136,6 +139,11 @@ class RedisStore:
         self._dead_nodes: dict[str, float] = {}  # Cluster node name -> monotonic time to retry
         self._client: redis.Redis | None = None
         self._lock = threading.Lock()
+        # The read path's own client (store/resp.py), for plain single-server URLs.
+        self._password = password
+        self._timeout = timeout
+        self._read_client: ReadClient | None = None
+        self._read_plain: bool | None = None  # unknown until first asked
 
     # -- connection -------------------------------------------------------------------
 
@@ -149,6 +157,26 @@ class RedisStore:
                     except ConfigError as exc:
                         raise RemoteMisconfigured(str(exc)) from None
         return self._client
+
+    def reader(self) -> ReadClient | redis.Redis:
+        """The client for reads: :class:`~redis_gocache.store.resp.ReadClient` where it can
+        serve (plain single-server URLs, no TLS), which spares a helper redis-py's import
+        until it writes; else the redis-py client."""
+        if self._read_plain is None:
+            with self._lock:
+                if self._read_plain is None:
+                    from redis_gocache.store.resp import plain_address
+
+                    address = None
+                    if not self._clustered and not any(
+                            k.startswith("ssl_") for k in self._conn_kwargs):
+                        address = plain_address(self.url, self._password)
+                    if address is not None:
+                        self._read_client = ReadClient(address, self._timeout)
+                    self._read_plain = address is not None
+        if self._read_client is not None:
+            return self._read_client
+        return self.client()
 
     def _connect(self) -> redis.Redis:
         import redis
@@ -187,32 +215,17 @@ class RedisStore:
 
     @contextmanager
     def _translate(self) -> Iterator[None]:
-        """Turn redis-py's exceptions into ours, here at the edge."""
-        import redis.exceptions as rex
-
+        """Turn redis-py's exceptions into ours, here at the edge. (The read client raises
+        ours already, and without redis-py imported nothing here imports it.)"""
         try:
             yield
-        except rex.NoPermissionError as exc:
-            raise PermissionDenied(str(exc)) from None
-        except rex.OutOfMemoryError as exc:
-            raise RemoteOutOfMemory(f"Redis is out of memory: {exc}") from None
-        except rex.ReadOnlyError as exc:
-            raise PermissionDenied(f"Redis is a read-only replica: {exc}") from None
-        except rex.ResponseError as exc:
-            text = str(exc)
-            if "NOPERM" in text:
-                raise PermissionDenied(text) from None
-            if OUT_OF_MEMORY in text:
-                raise RemoteOutOfMemory(f"Redis is out of memory: {text}") from None
-            raise RemoteError(f"Redis refused a command: {text}") from None
-        except (rex.ConnectionError, rex.TimeoutError, OSError) as exc:
-            # AuthenticationError is a ConnectionError: wrong credentials are as good as down.
-            raise RemoteUnavailable(f"{type(exc).__name__}: {exc}") from None
-        except rex.RedisError as exc:
-            raise RemoteError(f"{type(exc).__name__}: {exc}") from None
-        except rex.RedisClusterException as exc:
-            # Not a RedisError: a slot no node serves, a pipeline that spans slots.
-            raise RemoteError(f"{type(exc).__name__}: {exc}") from None
+        except GoCacheError:
+            raise
+        except Exception as exc:
+            translated = _translated(exc)
+            if translated is None:
+                raise
+            raise translated from None
 
     @contextmanager
     def _shard(self, *keys: str) -> Iterator[None]:
@@ -281,8 +294,7 @@ class RedisStore:
     def get(self, action_id: bytes, sink: Sink) -> Entry | None:
         akey = self._key("a", action_id)
         with self._shard(akey), self._translate():
-            client = self.client()
-            raw = cast(dict[bytes, bytes], client.hgetall(akey))
+            raw = cast(dict[bytes, bytes], self.reader().hgetall(akey))
             if not raw:
                 return None
             entry = parse_record(raw)
@@ -304,7 +316,7 @@ class RedisStore:
         if not ref.startswith(POINTER_PREFIX):
             okey = self._key("o", entry.output_id)
             with self._shard(okey), self._translate():
-                self._read_blob(self.client(), okey, entry.size, sink)
+                self._read_blob(self.reader(), okey, entry.size, sink)
             return entry
         # A spill pointer, read outside _translate: the volume's trouble is no Redis outage.
         if self.spill is None:
@@ -318,11 +330,16 @@ class RedisStore:
         # slots and nodes, and one dead node must cost only its own keys (_shard).
         if self._clustered or not action_ids:
             return [None] * len(action_ids)
+        keys = [self._key("a", action_id) for action_id in action_ids]
         with self._translate():
-            pipe = self.client().pipeline(transaction=False)
-            for action_id in action_ids:
-                pipe.hgetall(self._key("a", action_id))
-            raws = cast(list[dict[bytes, bytes]], pipe.execute())
+            client = self.reader()
+            if isinstance(client, ReadClient):
+                raws = client.hgetall_many(keys)
+            else:
+                pipe = client.pipeline(transaction=False)
+                for key in keys:
+                    pipe.hgetall(key)
+                raws = cast(list[dict[bytes, bytes]], pipe.execute())
         return [self._inline(action_id, raw) for action_id, raw in zip(action_ids, raws,
                                                                         strict=True)]
 
@@ -341,7 +358,8 @@ class RedisStore:
             return None
         return entry, body
 
-    def _read_blob(self, client: redis.Redis, key: str, size: int, sink: Sink) -> None:
+    def _read_blob(self, client: ReadClient | redis.Redis, key: str, size: int,
+                   sink: Sink) -> None:
         if size <= STREAM_CHUNK:
             data = cast(bytes | None, client.get(key))
             if data is None:
@@ -488,7 +506,7 @@ class RedisStore:
     def read_manifest(self, tag: str) -> bytes | None:
         mkey = self._key("m", tag)
         with self._shard(mkey), self._translate():
-            return cast(bytes | None, self.client().get(mkey))
+            return cast(bytes | None, self.reader().get(mkey))
 
     def write_manifest(self, tag: str, action_ids: bytes) -> None:
         self._writing()
@@ -505,11 +523,44 @@ class RedisStore:
             return time.perf_counter() - start
 
     def close(self) -> None:
+        if self._read_client is not None:
+            self._read_client.close()
         if self._client is not None:
             try:
                 self._client.connection_pool.disconnect()
             except Exception:  # noqa: BLE001 - closing sockets must not fail an exit
                 pass
+
+
+def _translated(exc: Exception) -> RemoteError | None:
+    """Our exception for one of redis-py's or a socket's; ``None`` for anything else."""
+    if isinstance(exc, OSError):
+        return RemoteUnavailable(f"{type(exc).__name__}: {exc}")
+    if "redis" not in sys.modules:
+        return None  # Not redis-py's: it is not even imported.
+    import redis.exceptions as rex
+
+    if isinstance(exc, rex.NoPermissionError):
+        return PermissionDenied(str(exc))
+    if isinstance(exc, rex.OutOfMemoryError):
+        return RemoteOutOfMemory(f"Redis is out of memory: {exc}")
+    if isinstance(exc, rex.ReadOnlyError):
+        return PermissionDenied(f"Redis is a read-only replica: {exc}")
+    if isinstance(exc, rex.ResponseError):
+        text = str(exc)
+        if "NOPERM" in text:
+            return PermissionDenied(text)
+        if OUT_OF_MEMORY in text:
+            return RemoteOutOfMemory(f"Redis is out of memory: {text}")
+        return RemoteError(f"Redis refused a command: {text}")
+    if isinstance(exc, (rex.ConnectionError, rex.TimeoutError)):
+        # AuthenticationError is a ConnectionError: wrong credentials are as good as down.
+        return RemoteUnavailable(f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, (rex.RedisError, rex.RedisClusterException)):
+        # RedisClusterException is not a RedisError: a slot no node serves, a pipeline that
+        # spans slots.
+        return RemoteError(f"{type(exc).__name__}: {exc}")
+    return None
 
 
 def parse_record(raw: dict[bytes, bytes]) -> Entry:

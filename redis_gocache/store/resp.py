@@ -1,0 +1,249 @@
+"""A small Redis client for the read path, so that fetching from Redis does not wait for
+redis-py's import.
+
+``import redis`` (redis-py 8) takes about 100 ms on a CI runner: the package imports its
+asyncio client, and that imports asyncio. cmd/go waits for a helper's answers, so a new
+runner paid those 100 ms before its first Redis hit (a tenth of its ``go build std``), and a
+warm runner with a single local miss paid them for that one miss. The read path needs four
+commands (``HGETALL``, ``GET``, ``GETRANGE``, pipelined), which this module sends over plain
+sockets in RESP2 and reads with hiredis's parser: the C parser redis-py itself uses, and a
+dependency already. Imported by itself it costs a few milliseconds.
+
+It serves only plain single-server URLs, ``redis://[user:password@]host[:port][/db]`` and
+``unix://[user:password@]/path``, with no query options; TLS, Cluster, Sentinel and URL
+options stay with redis-py (:meth:`RedisStore.client`), as do all writes. Errors are ours
+(:mod:`redis_gocache.exceptions`) from the start: a socket that fails, times out or is
+refused its credentials raises :class:`RemoteUnavailable`; an error reply raises what the
+redis-py path would have raised for it.
+"""
+
+from __future__ import annotations
+
+import socket
+from _thread import allocate_lock
+
+import hiredis
+
+from redis_gocache.exceptions import (
+    PermissionDenied,
+    RemoteError,
+    RemoteOutOfMemory,
+    RemoteUnavailable,
+)
+
+TYPE_CHECKING = False  # not typing's: see redis_gocache.config
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+DEFAULT_PORT = 6379
+
+_RECV = 1 << 20
+"""Bytes asked of the socket at a time: large outputs arrive in megabytes."""
+
+_IDLE = 8
+"""Connections kept for reuse; cmd/go has at most a few gets in flight, plus the prefetcher."""
+
+
+class Address:
+    """Where and as whom to connect (from :func:`plain_address`)."""
+
+    __slots__ = ("host", "port", "path", "username", "password", "db")
+
+    def __init__(self, *, host: str = "", port: int = DEFAULT_PORT, path: str = "",
+                 username: str | None = None, password: str | None = None, db: int = 0) -> None:
+        self.host, self.port, self.path = host, port, path
+        self.username, self.password, self.db = username, password, db
+
+
+def plain_address(url: str, password: str | None) -> Address | None:
+    """The address of a plain single-server URL; ``None`` when redis-py must serve it.
+
+    Credentials follow redis-py's ``from_url`` precedence, so both paths log in alike: the
+    URL's user and password win, and ``password`` (``--password-file``, ``REDIS_PASSWORD``)
+    is used when the URL has none.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in ("redis", "unix") or "?" in rest or "#" in rest:
+        return None
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        parts = urlsplit(url)
+        port = parts.port or DEFAULT_PORT
+    except ValueError:
+        return None  # redis-py explains a URL it cannot parse
+    address = Address(
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else password,
+    )
+    if scheme == "unix":
+        if not parts.path:
+            return None
+        address.path = unquote(parts.path)
+        return address
+    address.host = unquote(parts.hostname) if parts.hostname else "localhost"
+    address.port = port
+    db = unquote(parts.path).replace("/", "")
+    if db:
+        if not (db.isascii() and db.isdigit()):
+            return None  # redis-py ignores such a path; so do we, by leaving it to redis-py
+        address.db = int(db)
+    return address
+
+
+def _pack(command: Sequence[bytes | str]) -> bytes:
+    parts = [b"*%d\r\n" % len(command)]
+    for arg in command:
+        data = arg.encode() if isinstance(arg, str) else arg
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+def _reply_error(error: hiredis.ReplyError) -> RemoteError:
+    text = str(error)
+    if text.startswith("NOPERM"):
+        return PermissionDenied(text)
+    if text.startswith("OOM"):
+        return RemoteOutOfMemory(f"Redis is out of memory: {text}")
+    if text.startswith(("LOADING", "MASTERDOWN", "BUSY")):
+        return RemoteUnavailable(text)
+    return RemoteError(f"Redis refused a command: {text}")
+
+
+class _Connection:
+    """One socket to Redis, logged in and on the right database."""
+
+    def __init__(self, address: Address, timeout: float) -> None:
+        if address.path:
+            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self._sock.settimeout(timeout)
+            try:
+                self._sock.connect(address.path)
+            except BaseException:
+                self._sock.close()
+                raise
+        else:
+            self._sock = socket.create_connection((address.host, address.port), timeout)
+            try:
+                self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except BaseException:
+                self._sock.close()
+                raise
+        self._buf = bytearray(_RECV)
+        self._reader = hiredis.Reader()
+        hello: list[tuple[str, ...]] = []
+        if address.password is not None:
+            hello.append(("AUTH", address.username, address.password) if address.username
+                         else ("AUTH", address.password))
+        if address.db:
+            hello.append(("SELECT", str(address.db)))
+        if hello:
+            try:
+                replies = self.run(hello)
+            except BaseException:
+                self.close()
+                raise
+            for reply in replies:
+                if isinstance(reply, hiredis.ReplyError):
+                    self.close()
+                    # Wrong credentials are as good as down, as on the redis-py path.
+                    raise RemoteUnavailable(f"Redis refused the connection: {reply}")
+
+    def run(self, commands: Sequence[Sequence[bytes | str]]) -> list[object]:
+        """Send ``commands`` in one write and read their replies (error replies included)."""
+        self._sock.sendall(b"".join(_pack(c) for c in commands))
+        replies: list[object] = []
+        while len(replies) < len(commands):
+            reply = self._reader.gets()
+            if reply is not False:
+                replies.append(reply)
+                continue
+            n = self._sock.recv_into(self._buf)
+            if not n:
+                raise ConnectionError("Redis closed the connection")
+            # hiredis copies what it is fed; its stub types only str and bytes, but any
+            # buffer works, so one receive buffer serves every reply.
+            self._reader.feed(self._buf, 0, n)  # type: ignore[arg-type]
+        return replies
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+class ReadClient:
+    """Pipelined reads over a few reused connections; safe to use from several threads."""
+
+    def __init__(self, address: Address, timeout: float) -> None:
+        self._address = address
+        self._timeout = timeout
+        self._idle: list[_Connection] = []
+        self._lock = allocate_lock()
+
+    def call(self, commands: Sequence[Sequence[bytes | str]]) -> list[object]:
+        """The replies to ``commands``; raises our exception for the first error reply.
+
+        A pooled connection that fails is retried once on a new one (the server may have
+        closed it while idle; these commands only read); a new one that fails means Redis is
+        unavailable.
+        """
+        for attempt in (1, 2):
+            with self._lock:
+                conn = self._idle.pop() if self._idle else None
+            fresh = conn is None
+            try:
+                if conn is None:
+                    conn = _Connection(self._address, self._timeout)
+                replies = conn.run(commands)
+            except OSError as exc:  # ConnectionError, TimeoutError, socket errors
+                if conn is not None:
+                    conn.close()
+                if fresh or attempt == 2:
+                    raise RemoteUnavailable(f"{type(exc).__name__}: {exc}") from None
+                continue
+            except BaseException:
+                if conn is not None:
+                    conn.close()  # in an unknown state: never reuse it
+                raise
+            with self._lock:
+                if len(self._idle) < _IDLE:
+                    self._idle.append(conn)
+                    conn = None
+            if conn is not None:
+                conn.close()
+            for reply in replies:
+                if isinstance(reply, hiredis.ReplyError):
+                    raise _reply_error(reply)
+            return replies
+        raise AssertionError("unreachable")
+
+    # The redis-py methods the read path uses, with redis-py's return types.
+
+    def hgetall(self, key: str) -> dict[bytes, bytes]:
+        return _pairs(self.call([("HGETALL", key)])[0])
+
+    def hgetall_many(self, keys: Sequence[str]) -> list[dict[bytes, bytes]]:
+        return [_pairs(r) for r in self.call([("HGETALL", key) for key in keys])]
+
+    def get(self, key: str) -> bytes | None:
+        reply = self.call([("GET", key)])[0]
+        return reply if isinstance(reply, bytes) else None
+
+    def getrange(self, key: str, start: int, end: int) -> bytes:
+        reply = self.call([("GETRANGE", key, str(start), str(end))])[0]
+        return reply if isinstance(reply, bytes) else b""
+
+    def strlen(self, key: str) -> int:
+        reply = self.call([("STRLEN", key)])[0]
+        return reply if isinstance(reply, int) else 0
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+
+def _pairs(reply: object) -> dict[bytes, bytes]:
+    if not isinstance(reply, list):
+        raise RemoteError(f"Redis answered HGETALL with {type(reply).__name__}")
+    return dict(zip(reply[::2], reply[1::2], strict=True))

@@ -1,0 +1,161 @@
+"""The read path's own Redis client (redis_gocache/store/resp.py) against a real redis-server:
+the same answers as redis-py, the same credentials, and our exceptions for every failure."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from redis_gocache.exceptions import (
+    PermissionDenied,
+    RemoteError,
+    RemoteUnavailable,
+)
+from redis_gocache.store.resp import Address, ReadClient, plain_address
+from tests.redisproc import RedisServer
+
+
+@pytest.mark.parametrize(
+    ("url", "password", "want"),
+    [
+        ("redis://10.0.0.5:6380/3", None, ("10.0.0.5", 6380, "", None, None, 3)),
+        ("redis://cache", None, ("cache", 6379, "", None, None, 0)),
+        ("redis://", None, ("localhost", 6379, "", None, None, 0)),
+        ("redis://:p%40ss@h/0", "from-file", ("h", 6379, "", None, "p@ss", 0)),
+        ("redis://reader:pw@h:1/0", None, ("h", 1, "", "reader", "pw", 0)),
+        ("redis://h/0", "from-file", ("h", 6379, "", None, "from-file", 0)),
+        ("unix:///run/redis.sock", None, ("", 6379, "/run/redis.sock", None, None, 0)),
+    ],
+)
+def test_plain_urls_are_read_like_redis_py(
+        url: str, password: str | None,
+        want: tuple[str, int, str, str | None, str | None, int]) -> None:
+    address = plain_address(url, password)
+    assert address is not None
+    got = (address.host, address.port, address.path, address.username, address.password,
+           address.db)
+    assert got == want
+
+
+@pytest.mark.parametrize("url", [
+    "rediss://h/0",  # TLS
+    "redis+cluster://h:1,h:2", "redis+sentinel://h:1/mymaster",
+    "redis://h/0?db=2",  # URL options: redis-py's
+    "redis://h/0?socket_timeout=3",
+    "redis://h:notaport/0",
+    "redis://h/x",  # a path redis-py ignores
+    "unix://",
+])
+def test_other_urls_stay_with_redis_py(url: str) -> None:
+    assert plain_address(url, None) is None
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[RedisServer]:
+    with RedisServer(password="s3cret") as srv:
+        yield srv
+
+
+@pytest.fixture
+def admin(server: RedisServer) -> Iterator[redis.Redis]:
+    server.resume()
+    client = redis.Redis.from_url(server.url)
+    client.flushall()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def reads(server: RedisServer) -> Iterator[ReadClient]:
+    address = plain_address(f"redis://127.0.0.1:{server.port}/5", server.password)
+    assert address is not None
+    client = ReadClient(address, timeout=1.0)
+    yield client
+    client.close()
+
+
+def test_same_answers_as_redis_py(admin: redis.Redis, reads: ReadClient) -> None:
+    db5 = redis.Redis(host="127.0.0.1", port=admin.connection_pool.connection_kwargs["port"],
+                      password="s3cret", db=5)
+    big = os.urandom(5 << 20)  # several receives, and GETRANGE pieces
+    db5.hset("h", mapping={"oid": b"\x00\xff", "body": b"", "size": 7})
+    db5.set("blob", big)
+    try:
+        assert reads.hgetall("h") == db5.hgetall("h")
+        assert reads.hgetall("missing") == {} == db5.hgetall("missing")
+        assert reads.get("blob") == big
+        assert reads.get("missing") is None
+        assert reads.getrange("blob", 1 << 20, (3 << 20) - 1) == big[1 << 20:3 << 20]
+        assert reads.strlen("blob") == len(big)
+        assert reads.hgetall_many(["h", "missing", "h"]) == [db5.hgetall("h"), {},
+                                                            db5.hgetall("h")]
+        assert admin.get("blob") is None  # SELECT 5 happened: db 0 is untouched
+    finally:
+        db5.close()
+
+
+def test_an_acl_user_logs_in_and_is_refused_what_it_may_not_read(
+        admin: redis.Redis, server: RedisServer) -> None:
+    admin.execute_command("ACL", "SETUSER", "reader", "on", ">rpw", "resetkeys", "~ok:*",
+                          "+@read", "+@connection")
+    admin.set("ok:1", b"yes")
+    admin.set("secret:1", b"no")
+    address = plain_address(f"redis://reader:rpw@127.0.0.1:{server.port}/0", "ignored")
+    assert address is not None
+    client = ReadClient(address, timeout=1.0)
+    try:
+        assert client.get("ok:1") == b"yes"
+        with pytest.raises(PermissionDenied):
+            client.get("secret:1")
+        assert client.get("ok:1") == b"yes"  # the connection is still usable
+    finally:
+        client.close()
+        admin.execute_command("ACL", "DELUSER", "reader")
+
+
+def test_an_error_reply_is_a_remote_error(admin: redis.Redis, reads: ReadClient) -> None:
+    db5 = redis.Redis(host="127.0.0.1", port=admin.connection_pool.connection_kwargs["port"],
+                      password="s3cret", db=5)
+    db5.set("string", b"x")
+    db5.close()
+    with pytest.raises(RemoteError, match="WRONGTYPE"):
+        reads.hgetall("string")
+
+
+def test_wrong_password_is_unavailable(server: RedisServer, admin: redis.Redis) -> None:
+    client = ReadClient(Address(host="127.0.0.1", port=server.port, password="wrong"), 1.0)
+    with pytest.raises(RemoteUnavailable, match="refused the connection"):
+        client.get("k")
+
+
+def test_nothing_listening_is_unavailable() -> None:
+    from tests.redisproc import free_port
+
+    client = ReadClient(Address(host="127.0.0.1", port=free_port()), 1.0)
+    with pytest.raises(RemoteUnavailable):
+        client.get("k")
+
+
+def test_a_stalled_server_times_out(server: RedisServer, admin: redis.Redis,
+                                    reads: ReadClient) -> None:
+    assert reads.get("k") is None  # connected
+    server.pause()
+    try:
+        started = time.monotonic()
+        with pytest.raises(RemoteUnavailable):
+            reads.get("k")
+        # The pooled connection times out, the retry on a new one too: two timeouts at most.
+        assert time.monotonic() - started < 3.0
+    finally:
+        server.resume()
+
+
+def test_a_connection_the_server_dropped_is_replaced(server: RedisServer, admin: redis.Redis,
+                                                     reads: ReadClient) -> None:
+    assert reads.get("k") is None
+    admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+    assert reads.get("k") is None  # the dead pooled connection was retried on a new one
