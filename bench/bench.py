@@ -388,7 +388,9 @@ def build_round(env: Env, wl: Workload, rep: int, results: dict[str, Any]) -> No
         # The floor for a warm runner: the least a Python helper can do (bench/floor_helper.py).
         index = env.work / "logs" / f"{tag}-floor.index"
         write_floor_index(gocache, index)
-        floor_env = env.go_env(env.fresh_dir(f"{tag}-floor-gocache"), {
+        # GOCACHE stays Go's warm one, as on a warm runner: cmd/go opens it even with a
+        # GOCACHEPROG, and a fresh one costs 256 mkdirs (a lot on this VM's disk, below).
+        floor_env = env.go_env(gocache, {
             "GOCACHEPROG": go_quote([env.python, str(FLOOR_HELPER)]),
             "FLOOR_INDEX": str(index),
             "FLOOR_SPOOL": str(env.fresh_dir(f"{tag}-floor-spool"))})
@@ -410,10 +412,16 @@ def build_round(env: Env, wl: Workload, rep: int, results: dict[str, Any]) -> No
         mem_before = used_memory(env)
         cold_dir = env.fresh_dir(f"{tag}-helper-cold")
         new_dir = env.fresh_dir(f"{tag}-helper-new")
+        runner_gocache = {}
         for key, cache_dir in (("helper_cold", cold_dir), ("helper_new", new_dir),
                                ("helper_warm", new_dir)):
             stats_path = env.work / "logs" / f"{tag}-{key}.stats"
-            go_env = env.go_env(env.fresh_dir(f"{tag}-{key}-gocache"), {"GOCACHEPROG": prog})
+            # The warm runner is the new runner's pod building again: its GOCACHE (which
+            # cmd/go opens even with a GOCACHEPROG) exists, as its helper's directory does.
+            if key != "helper_warm":
+                runner_gocache[key] = env.fresh_dir(f"{tag}-{key}-gocache")
+            gocache_dir = runner_gocache["helper_new" if key == "helper_warm" else key]
+            go_env = env.go_env(gocache_dir, {"GOCACHEPROG": prog})
             go_env.update(env.helper_env(cache_dir / "local", stats_path, base={}))
             timeout = COLD_TIMEOUT if key == "helper_cold" else WARM_TIMEOUT
             record(key, run_go(env, wl, go_env, timeout, f"{tag}-{key}"))
