@@ -15,7 +15,7 @@ from redis_gocache.exceptions import (
     RemoteError,
     RemoteUnavailable,
 )
-from redis_gocache.store.resp import Address, ReadClient, plain_address
+from redis_gocache.store.resp import Address, LightClient, plain_address
 from tests.redisproc import RedisServer
 
 
@@ -70,15 +70,15 @@ def admin(server: RedisServer) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
-def reads(server: RedisServer) -> Iterator[ReadClient]:
+def reads(server: RedisServer) -> Iterator[LightClient]:
     address = plain_address(f"redis://127.0.0.1:{server.port}/5", server.password)
     assert address is not None
-    client = ReadClient(address, timeout=1.0)
+    client = LightClient(address, timeout=1.0)
     yield client
     client.close()
 
 
-def test_same_answers_as_redis_py(admin: redis.Redis, reads: ReadClient) -> None:
+def test_same_answers_as_redis_py(admin: redis.Redis, reads: LightClient) -> None:
     db5 = redis.Redis(host="127.0.0.1", port=admin.connection_pool.connection_kwargs["port"],
                       password="s3cret", db=5)
     big = os.urandom(5 << 20)  # several receives, and GETRANGE pieces
@@ -98,6 +98,26 @@ def test_same_answers_as_redis_py(admin: redis.Redis, reads: ReadClient) -> None
         db5.close()
 
 
+def test_the_end_of_run_writes(admin: redis.Redis, reads: LightClient) -> None:
+    """The manifest (SET ... EX) and the fleet counters (a pipeline) need no redis-py."""
+    db5 = redis.Redis(host="127.0.0.1", port=admin.connection_pool.connection_kwargs["port"],
+                      password="s3cret", db=5)
+    try:
+        reads.set("m:tag", b"\x00" * 64, ex=100)
+        assert db5.get("m:tag") == b"\x00" * 64 and 0 < db5.ttl("m:tag") <= 100
+        pipe = reads.pipeline(transaction=False)
+        pipe.hincrby("s:totals", "runs", 2)
+        pipe.hset("s:totals", "updated", 17)
+        pipe.expire("s:totals", 50)
+        pipe.execute()
+        assert db5.hgetall("s:totals") == {b"runs": b"2", b"updated": b"17"}
+        assert 0 < db5.ttl("s:totals") <= 50
+        with pytest.raises(ValueError):
+            reads.pipeline(transaction=True)
+    finally:
+        db5.close()
+
+
 def test_an_acl_user_logs_in_and_is_refused_what_it_may_not_read(
         admin: redis.Redis, server: RedisServer) -> None:
     admin.execute_command("ACL", "SETUSER", "reader", "on", ">rpw", "resetkeys", "~ok:*",
@@ -106,7 +126,7 @@ def test_an_acl_user_logs_in_and_is_refused_what_it_may_not_read(
     admin.set("secret:1", b"no")
     address = plain_address(f"redis://reader:rpw@127.0.0.1:{server.port}/0", "ignored")
     assert address is not None
-    client = ReadClient(address, timeout=1.0)
+    client = LightClient(address, timeout=1.0)
     try:
         assert client.get("ok:1") == b"yes"
         with pytest.raises(PermissionDenied):
@@ -117,7 +137,7 @@ def test_an_acl_user_logs_in_and_is_refused_what_it_may_not_read(
         admin.execute_command("ACL", "DELUSER", "reader")
 
 
-def test_an_error_reply_is_a_remote_error(admin: redis.Redis, reads: ReadClient) -> None:
+def test_an_error_reply_is_a_remote_error(admin: redis.Redis, reads: LightClient) -> None:
     db5 = redis.Redis(host="127.0.0.1", port=admin.connection_pool.connection_kwargs["port"],
                       password="s3cret", db=5)
     db5.set("string", b"x")
@@ -127,7 +147,7 @@ def test_an_error_reply_is_a_remote_error(admin: redis.Redis, reads: ReadClient)
 
 
 def test_wrong_password_is_unavailable(server: RedisServer, admin: redis.Redis) -> None:
-    client = ReadClient(Address(host="127.0.0.1", port=server.port, password="wrong"), 1.0)
+    client = LightClient(Address(host="127.0.0.1", port=server.port, password="wrong"), 1.0)
     with pytest.raises(RemoteUnavailable, match="refused the connection"):
         client.get("k")
 
@@ -135,13 +155,13 @@ def test_wrong_password_is_unavailable(server: RedisServer, admin: redis.Redis) 
 def test_nothing_listening_is_unavailable() -> None:
     from tests.redisproc import free_port
 
-    client = ReadClient(Address(host="127.0.0.1", port=free_port()), 1.0)
+    client = LightClient(Address(host="127.0.0.1", port=free_port()), 1.0)
     with pytest.raises(RemoteUnavailable):
         client.get("k")
 
 
 def test_a_stalled_server_times_out(server: RedisServer, admin: redis.Redis,
-                                    reads: ReadClient) -> None:
+                                    reads: LightClient) -> None:
     assert reads.get("k") is None  # connected
     server.pause()
     try:
@@ -155,7 +175,7 @@ def test_a_stalled_server_times_out(server: RedisServer, admin: redis.Redis,
 
 
 def test_a_connection_the_server_dropped_is_replaced(server: RedisServer, admin: redis.Redis,
-                                                     reads: ReadClient) -> None:
+                                                     reads: LightClient) -> None:
     assert reads.get("k") is None
     admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
     assert reads.get("k") is None  # the dead pooled connection was retried on a new one

@@ -18,6 +18,8 @@ import sys
 import sysconfig
 from pathlib import Path
 
+import redis
+
 from tests.gocmd import action_id, helper_env, output_id
 from tests.redisproc import RedisServer
 
@@ -113,7 +115,9 @@ def test_no_heavy_import_before_the_first_local_hit(tmp_path: Path) -> None:
 
 def test_a_redis_hit_does_not_wait_for_redis_py(tmp_path: Path) -> None:
     """A new runner's first Redis hit is read by the store's own client (store/resp.py):
-    redis-py's import (about 100 ms: it brings asyncio) is left to writes."""
+    redis-py's import (about 100 ms: it brings asyncio) is left to uploads. A run that only
+    read never imports it, not even for its fleet counters after the last answer (that CPU
+    would go to the next go command)."""
     action = base64.b64encode(action_id("remote")).decode()
     put = {"Command": "put", "ActionID": action,
            "OutputID": base64.b64encode(output_id(BODY)).decode(), "BodySize": len(BODY)}
@@ -127,9 +131,15 @@ def test_a_redis_hit_does_not_wait_for_redis_py(tmp_path: Path) -> None:
         hit = _run(tmp_path / "new-runner", server.url,
                    [{"Command": "get", "ActionID": action}], tmp_path / "new.log",
                    importtime=True)[0]
+        client = redis.Redis.from_url(server.url)
+        totals = client.hgetall("gocache:s:totals")
+        client.close()
+    assert int(totals[b"runs"]) == 2 and int(totals[b"remote_hits"]) == 1, totals
     assert hit.get("DiskPath") and hit.get("Size") == len(BODY), hit
     assert Path(str(hit["DiskPath"])).read_bytes() == BODY
     imports = hit["imports"]
     assert isinstance(imports, list)
     assert "redis_gocache.store.resp" in imports
     assert "redis" not in imports and "asyncio" not in imports, imports
+    whole_run = _imported((tmp_path / "new.log").read_bytes())
+    assert "redis" not in whole_run and "asyncio" not in whole_run

@@ -42,7 +42,7 @@ def store(client: redis.Redis, request: pytest.FixtureRequest) -> Iterator[Redis
     if isinstance(client, fakeredis.FakeRedis):
         s = RedisStore("redis://unused:1/0", prefix="t:", ttl=TTL, inline_max=INLINE_MAX,
                        timeout=1.0, retries=0, max_connections=4)
-        s._read_plain = False  # no socket to read from: reads go through redis-py too
+        s._light_plain = False  # no socket to talk to: everything goes through redis-py
     else:
         # Reads through the store's own read client (store/resp.py), writes through redis-py.
         server: RedisServer = request.getfixturevalue("redis_server")

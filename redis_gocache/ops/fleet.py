@@ -305,7 +305,7 @@ def end_of_run(config: Config, remote: Remote | None, stats: Stats,
         from redis_gocache.ops.common import translated
 
         with translated(store):
-            push(store.client(), config.prefix, counts, paths, now)
+            push(store.light(), config.prefix, counts, paths, now)
     except GoCacheError as exc:
         spool.give_back(claimed)
         spool.add(counters(stats.as_dict()), {checkout_root(os.getcwd()): 1})

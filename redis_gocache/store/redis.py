@@ -26,8 +26,9 @@ Redis ACL reader user is what enforces it; this is the second fence). With a ``s
 record carries a ``sig`` field (see :mod:`redis_gocache.signing`); with a ``verifier`` a record
 whose signature is missing or wrong is rejected before its body is fetched.
 
-redis-py is imported when the first command is sent, not before: a helper whose every request
-is a local hit never pays for the import.
+redis-py is imported when the first command it must send is sent, not before: a helper whose
+every request is a local hit never pays for the import, and reads on a plain single-server URL
+go through :mod:`redis_gocache.store.resp` without it.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ from redis_gocache.exceptions import (
 )
 from redis_gocache.store.base import Entry, Sink
 from redis_gocache.store.disk import is_hex_id
-from redis_gocache.store.resp import ReadClient
+from redis_gocache.store.resp import LightClient, plain_address
 from redis_gocache.store.spill import POINTER_PREFIX
 from redis_gocache.store.topology import CLUSTER, SINGLE, is_tls, kind_of
 from redis_gocache.store.topology import connect as connect_topology
@@ -142,8 +143,8 @@ class RedisStore:
         # The read path's own client (store/resp.py), for plain single-server URLs.
         self._password = password
         self._timeout = timeout
-        self._read_client: ReadClient | None = None
-        self._read_plain: bool | None = None  # unknown until first asked
+        self._light_client: LightClient | None = None
+        self._light_plain: bool | None = None  # unknown until first asked
 
     # -- connection -------------------------------------------------------------------
 
@@ -158,24 +159,23 @@ class RedisStore:
                         raise RemoteMisconfigured(str(exc)) from None
         return self._client
 
-    def reader(self) -> ReadClient | redis.Redis:
-        """The client for reads: :class:`~redis_gocache.store.resp.ReadClient` where it can
-        serve (plain single-server URLs, no TLS), which spares a helper redis-py's import
-        until it writes; else the redis-py client."""
-        if self._read_plain is None:
+    def light(self) -> LightClient | redis.Redis:
+        """The client for reads and the end-of-run records:
+        :class:`~redis_gocache.store.resp.LightClient` where it can serve (plain single-server
+        URLs, no TLS), which spares a helper redis-py's import until it uploads; else the
+        redis-py client."""
+        if self._light_plain is None:
             with self._lock:
-                if self._read_plain is None:
-                    from redis_gocache.store.resp import plain_address
-
+                if self._light_plain is None:
                     address = None
                     if not self._clustered and not any(
                             k.startswith("ssl_") for k in self._conn_kwargs):
                         address = plain_address(self.url, self._password)
                     if address is not None:
-                        self._read_client = ReadClient(address, self._timeout)
-                    self._read_plain = address is not None
-        if self._read_client is not None:
-            return self._read_client
+                        self._light_client = LightClient(address, self._timeout)
+                    self._light_plain = address is not None
+        if self._light_client is not None:
+            return self._light_client
         return self.client()
 
     def _connect(self) -> redis.Redis:
@@ -294,7 +294,7 @@ class RedisStore:
     def get(self, action_id: bytes, sink: Sink) -> Entry | None:
         akey = self._key("a", action_id)
         with self._shard(akey), self._translate():
-            raw = cast(dict[bytes, bytes], self.reader().hgetall(akey))
+            raw = cast(dict[bytes, bytes], self.light().hgetall(akey))
             if not raw:
                 return None
             entry = parse_record(raw)
@@ -316,7 +316,7 @@ class RedisStore:
         if not ref.startswith(POINTER_PREFIX):
             okey = self._key("o", entry.output_id)
             with self._shard(okey), self._translate():
-                self._read_blob(self.reader(), okey, entry.size, sink)
+                self._read_blob(self.light(), okey, entry.size, sink)
             return entry
         # A spill pointer, read outside _translate: the volume's trouble is no Redis outage.
         if self.spill is None:
@@ -332,8 +332,8 @@ class RedisStore:
             return [None] * len(action_ids)
         keys = [self._key("a", action_id) for action_id in action_ids]
         with self._translate():
-            client = self.reader()
-            if isinstance(client, ReadClient):
+            client = self.light()
+            if isinstance(client, LightClient):
                 raws = client.hgetall_many(keys)
             else:
                 pipe = client.pipeline(transaction=False)
@@ -358,7 +358,7 @@ class RedisStore:
             return None
         return entry, body
 
-    def _read_blob(self, client: ReadClient | redis.Redis, key: str, size: int,
+    def _read_blob(self, client: LightClient | redis.Redis, key: str, size: int,
                    sink: Sink) -> None:
         if size <= STREAM_CHUNK:
             data = cast(bytes | None, client.get(key))
@@ -490,7 +490,7 @@ class RedisStore:
     def refresh(self, items: Sequence[tuple[bytes, Entry]]) -> None:
         self._writing()
         with self._shard(), self._translate():
-            client = self.client()
+            client = self.light()
             for start in range(0, len(items), REFRESH_BATCH):
                 pipe = client.pipeline(transaction=False)
                 for action_id, entry in items[start:start + REFRESH_BATCH]:
@@ -506,13 +506,13 @@ class RedisStore:
     def read_manifest(self, tag: str) -> bytes | None:
         mkey = self._key("m", tag)
         with self._shard(mkey), self._translate():
-            return cast(bytes | None, self.reader().get(mkey))
+            return cast(bytes | None, self.light().get(mkey))
 
     def write_manifest(self, tag: str, action_ids: bytes) -> None:
         self._writing()
         mkey = self._key("m", tag)
         with self._shard(mkey), self._translate():
-            self.client().set(mkey, action_ids, ex=self.ttl)
+            self.light().set(mkey, action_ids, ex=self.ttl)
 
     def ping(self) -> float:
         """Round-trip time of one PING, in seconds."""
@@ -523,8 +523,8 @@ class RedisStore:
             return time.perf_counter() - start
 
     def close(self) -> None:
-        if self._read_client is not None:
-            self._read_client.close()
+        if self._light_client is not None:
+            self._light_client.close()
         if self._client is not None:
             try:
                 self._client.connection_pool.disconnect()

@@ -7,14 +7,17 @@ runner paid those 100 ms before its first Redis hit (a tenth of its ``go build s
 warm runner with a single local miss paid them for that one miss. The read path needs four
 commands (``HGETALL``, ``GET``, ``GETRANGE``, pipelined), which this module sends over plain
 sockets in RESP2 and reads with hiredis's parser: the C parser redis-py itself uses, and a
-dependency already. Imported by itself it costs a few milliseconds.
+dependency already. Imported by itself it costs a few milliseconds. The small writes after
+the last answer (``EXPIRE`` refreshes, the prefetch manifest, fleet counters) take it too, so
+a run that only read never imports redis-py: that import would otherwise land on the CPU of
+the next ``go`` command.
 
 It serves only plain single-server URLs, ``redis://[user:password@]host[:port][/db]`` and
 ``unix://[user:password@]/path``, with no query options; TLS, Cluster, Sentinel and URL
-options stay with redis-py (:meth:`RedisStore.client`), as do all writes. Errors are ours
-(:mod:`redis_gocache.exceptions`) from the start: a socket that fails, times out or is
-refused its credentials raises :class:`RemoteUnavailable`; an error reply raises what the
-redis-py path would have raised for it.
+options stay with redis-py (:meth:`RedisStore.client`), as do uploads and every other write.
+Errors are ours (:mod:`redis_gocache.exceptions`) from the start: a socket that fails, times
+out or is refused its credentials raises :class:`RemoteUnavailable`; an error reply raises
+what the redis-py path would have raised for it.
 """
 
 from __future__ import annotations
@@ -170,8 +173,8 @@ class _Connection:
         self._sock.close()
 
 
-class ReadClient:
-    """Pipelined reads over a few reused connections; safe to use from several threads."""
+class LightClient:
+    """Pipelined commands over a few reused connections; safe to use from several threads."""
 
     def __init__(self, address: Address, timeout: float) -> None:
         self._address = address
@@ -236,11 +239,45 @@ class ReadClient:
         reply = self.call([("STRLEN", key)])[0]
         return reply if isinstance(reply, int) else 0
 
+    # The writes after a run's last answer (TTL refreshes, the prefetch manifest, fleet
+    # counters): a run that only read must not import redis-py for them either, since that
+    # import would land on the next go command's CPU.
+
+    def set(self, key: str, value: bytes, ex: int) -> None:
+        self.call([("SET", key, value, "EX", str(ex))])
+
+    def pipeline(self, transaction: bool = False) -> LightPipeline:
+        if transaction:
+            raise ValueError("LightClient sends no MULTI")
+        return LightPipeline(self)
+
     def close(self) -> None:
         with self._lock:
             idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()
+
+
+class LightPipeline:
+    """The part of redis-py's pipeline that TTL refreshes and fleet statistics use: queue,
+    then one round trip."""
+
+    def __init__(self, client: LightClient) -> None:
+        self._client = client
+        self._commands: list[tuple[str, ...]] = []
+
+    def hincrby(self, key: str, field: str, amount: int) -> None:
+        self._commands.append(("HINCRBY", key, field, str(amount)))
+
+    def hset(self, key: str, field: str, value: int | str) -> None:
+        self._commands.append(("HSET", key, field, str(value)))
+
+    def expire(self, key: str, seconds: int) -> None:
+        self._commands.append(("EXPIRE", key, str(seconds)))
+
+    def execute(self) -> list[object]:
+        commands, self._commands = self._commands, []
+        return self._client.call(commands) if commands else []
 
 
 def _pairs(reply: object) -> dict[bytes, bytes]:
