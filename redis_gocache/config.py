@@ -261,7 +261,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("tls_key", ("--tls-key",), "REDIS_GOCACHE_TLS_KEY",
            "Client private key for rediss://", str, "FILE"),
     Option("password_file", ("--password-file",), "REDIS_PASSWORD_FILE",
-           "File holding the Redis password (else REDIS_PASSWORD, else the URL's)", str, "FILE"),
+           "File holding the Redis password, used when the URL has none (else "
+           "REDIS_PASSWORD)", str, "FILE"),
     Option("breaker_cooldown", ("--breaker-cooldown",), "REDIS_GOCACHE_BREAKER_COOLDOWN",
            "Seconds helpers leave Redis alone after it failed "
            f"[default: {DEFAULT_BREAKER_COOLDOWN:g}]", parse_seconds, "SECONDS"),
