@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 
 from redis_gocache.exceptions import ConfigError
+from redis_gocache.value import FrozenValue
 
 # Not typing.TYPE_CHECKING, and no dataclasses or re: this module is on the helper's way to
 # its first answer, where those three imports cost more than the rest of it (see Config, and
@@ -294,11 +295,7 @@ OPTIONS: tuple[Option, ...] = (
 _BY_FLAG = {flag: opt for opt in OPTIONS for flag in opt.flags}
 
 
-_SECRET = frozenset({"redis_url", "password"})
-"""Config fields never shown by ``repr``: a URL may hold a password."""
-
-
-class Config:
+class Config(FrozenValue):
     """Everything the helper needs to know, resolved from flags, environment and defaults.
 
     Frozen and keyword-only, like a ``dataclasses.dataclass(frozen=True, kw_only=True)``, but
@@ -306,6 +303,8 @@ class Config:
     and every ``go`` command starts the helper anew and waits for its first answer (measured
     in bench/: start-up delay adds one for one to a warm build's time).
     """
+
+    _hidden = frozenset({"redis_url", "password"})  # never shown: a URL may hold a password
 
     __slots__ = (
         "redis_url", "cache_dir", "prefix", "ttl", "inline_max", "spill_dir", "read_only",
@@ -376,28 +375,6 @@ class Config:
         values["cache_dir"] = cache_dir or default_cache_dir()
         for name in self.__slots__:
             object.__setattr__(self, name, values[name])
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"Config is frozen: cannot set {name}")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"Config is frozen: cannot delete {name}")
-
-    def _values(self) -> tuple[object, ...]:
-        return tuple(getattr(self, name) for name in self.__slots__)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Config):
-            return NotImplemented
-        return self._values() == other._values()
-
-    def __hash__(self) -> int:
-        return hash(self._values())
-
-    def __repr__(self) -> str:
-        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__
-                          if name not in _SECRET)
-        return f"Config({shown})"
 
 
 def resolve(values: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Config:

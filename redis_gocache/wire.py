@@ -31,6 +31,7 @@ from _json import encode_basestring_ascii as _json_string
 
 from redis_gocache.exceptions import FatalProtocolError, ProtocolError
 from redis_gocache.handshake import CAPABILITIES
+from redis_gocache.value import Value
 
 TYPE_CHECKING = False  # not typing's: see redis_gocache.config
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ _LINE_CHUNK = 1 << 16
 size first, and a megabyte goes to mmap and back on every request line."""
 
 
-class Request:
+class Request(Value):
     """One request from cmd/go; a value, never changed once made.
 
     ``error`` is set when the request is malformed but its ``id`` is known: the server
@@ -75,22 +76,6 @@ class Request:
         self.output_id = output_id
         self.body_size = body_size
         self.error = error
-
-    def _values(self) -> tuple[object, ...]:
-        return (self.id, self.command, self.action_id, self.output_id, self.body_size,
-                self.error)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Request):
-            return NotImplemented
-        return self._values() == other._values()
-
-    def __hash__(self) -> int:
-        return hash(self._values())
-
-    def __repr__(self) -> str:
-        return "Request(id={!r}, command={!r}, action_id={!r}, output_id={!r}, " \
-            "body_size={!r}, error={!r})".format(*self._values())
 
 
 def _b64_field(obj: dict[str, object], name: str) -> bytes | None:

@@ -70,6 +70,14 @@ def admin(server: RedisServer) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
+def db5(admin: redis.Redis, server: RedisServer) -> Iterator[redis.Redis]:
+    """redis-py on database 5, where the light client under test reads."""
+    client = redis.Redis(host="127.0.0.1", port=server.port, password=server.password, db=5)
+    yield client
+    client.close()
+
+
+@pytest.fixture
 def reads(server: RedisServer) -> Iterator[LightClient]:
     address = plain_address(f"redis://127.0.0.1:{server.port}/5", server.password)
     assert address is not None
@@ -78,44 +86,38 @@ def reads(server: RedisServer) -> Iterator[LightClient]:
     client.close()
 
 
-def test_same_answers_as_redis_py(admin: redis.Redis, reads: LightClient) -> None:
-    db5 = redis.Redis(host="127.0.0.1", port=admin.connection_pool.connection_kwargs["port"],
-                      password="s3cret", db=5)
+def test_same_answers_as_redis_py(admin: redis.Redis, db5: redis.Redis,
+                                  reads: LightClient) -> None:
     big = os.urandom(5 << 20)  # several receives, and GETRANGE pieces
     db5.hset("h", mapping={"oid": b"\x00\xff", "body": b"", "size": 7})
     db5.set("blob", big)
-    try:
-        assert reads.hgetall("h") == db5.hgetall("h")
-        assert reads.hgetall("missing") == {} == db5.hgetall("missing")
-        assert reads.get("blob") == big
-        assert reads.get("missing") is None
-        assert reads.getrange("blob", 1 << 20, (3 << 20) - 1) == big[1 << 20:3 << 20]
-        assert reads.strlen("blob") == len(big)
-        assert reads.hgetall_many(["h", "missing", "h"]) == [db5.hgetall("h"), {},
-                                                            db5.hgetall("h")]
-        assert admin.get("blob") is None  # SELECT 5 happened: db 0 is untouched
-    finally:
-        db5.close()
+    assert reads.hgetall("h") == db5.hgetall("h")
+    assert reads.hgetall("missing") == {} == db5.hgetall("missing")
+    assert reads.get("blob") == big
+    assert reads.get("missing") is None
+    assert reads.getrange("blob", 1 << 20, (3 << 20) - 1) == big[1 << 20:3 << 20]
+    assert reads.strlen("blob") == len(big)
+    pipe = reads.pipeline()
+    for key in ("h", "missing", "h"):
+        pipe.hgetall(key)
+    pipe.expire("h", 60)
+    assert pipe.execute() == [db5.hgetall("h"), {}, db5.hgetall("h"), 1]
+    assert admin.get("blob") is None  # SELECT 5 happened: db 0 is untouched
 
 
-def test_the_end_of_run_writes(admin: redis.Redis, reads: LightClient) -> None:
+def test_the_end_of_run_writes(db5: redis.Redis, reads: LightClient) -> None:
     """The manifest (SET ... EX) and the fleet counters (a pipeline) need no redis-py."""
-    db5 = redis.Redis(host="127.0.0.1", port=admin.connection_pool.connection_kwargs["port"],
-                      password="s3cret", db=5)
-    try:
-        reads.set("m:tag", b"\x00" * 64, ex=100)
-        assert db5.get("m:tag") == b"\x00" * 64 and 0 < db5.ttl("m:tag") <= 100
-        pipe = reads.pipeline(transaction=False)
-        pipe.hincrby("s:totals", "runs", 2)
-        pipe.hset("s:totals", "updated", 17)
-        pipe.expire("s:totals", 50)
-        pipe.execute()
-        assert db5.hgetall("s:totals") == {b"runs": b"2", b"updated": b"17"}
-        assert 0 < db5.ttl("s:totals") <= 50
-        with pytest.raises(ValueError):
-            reads.pipeline(transaction=True)
-    finally:
-        db5.close()
+    reads.set("m:tag", b"\x00" * 64, ex=100)
+    assert db5.get("m:tag") == b"\x00" * 64 and 0 < db5.ttl("m:tag") <= 100
+    pipe = reads.pipeline(transaction=False)
+    pipe.hincrby("s:totals", "runs", 2)
+    pipe.hset("s:totals", "updated", 17)
+    pipe.expire("s:totals", 50)
+    pipe.execute()
+    assert db5.hgetall("s:totals") == {b"runs": b"2", b"updated": b"17"}
+    assert 0 < db5.ttl("s:totals") <= 50
+    with pytest.raises(ValueError):
+        reads.pipeline(transaction=True)
 
 
 def test_an_acl_user_logs_in_and_is_refused_what_it_may_not_read(
@@ -137,11 +139,8 @@ def test_an_acl_user_logs_in_and_is_refused_what_it_may_not_read(
         admin.execute_command("ACL", "DELUSER", "reader")
 
 
-def test_an_error_reply_is_a_remote_error(admin: redis.Redis, reads: LightClient) -> None:
-    db5 = redis.Redis(host="127.0.0.1", port=admin.connection_pool.connection_kwargs["port"],
-                      password="s3cret", db=5)
+def test_an_error_reply_is_a_remote_error(db5: redis.Redis, reads: LightClient) -> None:
     db5.set("string", b"x")
-    db5.close()
     with pytest.raises(RemoteError, match="WRONGTYPE"):
         reads.hgetall("string")
 

@@ -17,8 +17,8 @@ When a helper pushes (:func:`end_of_run`, after its last answer):
 * never when the run is read-only, has no Redis, or Redis is not writable this run (down,
   full, ``NOPERM``): then the counters wait in a local spool;
 * a run that already talked to Redis (:attr:`Remote.used`) pushes its counters and the spool:
-  one more round trip, after the last answer (through redis-py, which a run that only read
-  may import only now: see :mod:`redis_gocache.store.resp`);
+  one more round trip, after the last answer (through the store's light client where it
+  serves, so a run that only read still never imports redis-py: :mod:`redis_gocache.store.resp`);
 * a run served entirely from the local directory must not import redis-py just for this: it
   writes its counters to the spool (one small file) and pushes only when the last push is
   more than :data:`PUSH_INTERVAL` old (one ``stat`` to find out).

@@ -198,15 +198,14 @@ class DiskStore:
         becomes its miss, and it builds and puts again). The caller marks the use with
         :meth:`mark_used` after answering.
         """
-        index = self._index if self._index is not None else self._records()
-        line = index.get(action_hex)
+        line = self._records().get(action_hex)
         if line is None:
             return None
         record = parse_record(line)
         if record is None:
             return None
         entry, refreshed = record
-        return entry, f"{self.root}/o/{line[65:67]}/{line[65:129]}", refreshed
+        return entry, self.output_path(line[65:129]), refreshed
 
     @staticmethod
     def mark_used(path: str) -> None:

@@ -332,14 +332,10 @@ class RedisStore:
             return [None] * len(action_ids)
         keys = [self._key("a", action_id) for action_id in action_ids]
         with self._translate():
-            client = self.light()
-            if isinstance(client, LightClient):
-                raws = client.hgetall_many(keys)
-            else:
-                pipe = client.pipeline(transaction=False)
-                for key in keys:
-                    pipe.hgetall(key)
-                raws = cast(list[dict[bytes, bytes]], pipe.execute())
+            pipe = self.light().pipeline(transaction=False)
+            for key in keys:
+                pipe.hgetall(key)
+            raws = cast(list[dict[bytes, bytes]], pipe.execute())
         return [self._inline(action_id, raw) for action_id, raw in zip(action_ids, raws,
                                                                         strict=True)]
 

@@ -224,9 +224,6 @@ class LightClient:
     def hgetall(self, key: str) -> dict[bytes, bytes]:
         return _pairs(self.call([("HGETALL", key)])[0])
 
-    def hgetall_many(self, keys: Sequence[str]) -> list[dict[bytes, bytes]]:
-        return [_pairs(r) for r in self.call([("HGETALL", key) for key in keys])]
-
     def get(self, key: str) -> bytes | None:
         reply = self.call([("GET", key)])[0]
         return reply if isinstance(reply, bytes) else None
@@ -259,12 +256,17 @@ class LightClient:
 
 
 class LightPipeline:
-    """The part of redis-py's pipeline that TTL refreshes and fleet statistics use: queue,
-    then one round trip."""
+    """The part of redis-py's pipeline that prefetch batches, TTL refreshes and fleet
+    statistics use: queue, then one round trip; replies as redis-py gives them."""
 
     def __init__(self, client: LightClient) -> None:
         self._client = client
         self._commands: list[tuple[str, ...]] = []
+        self._hashes: set[int] = set()  # positions of HGETALLs, whose replies become dicts
+
+    def hgetall(self, key: str) -> None:
+        self._hashes.add(len(self._commands))
+        self._commands.append(("HGETALL", key))
 
     def hincrby(self, key: str, field: str, amount: int) -> None:
         self._commands.append(("HINCRBY", key, field, str(amount)))
@@ -276,8 +278,10 @@ class LightPipeline:
         self._commands.append(("EXPIRE", key, str(seconds)))
 
     def execute(self) -> list[object]:
-        commands, self._commands = self._commands, []
-        return self._client.call(commands) if commands else []
+        commands, hashes = self._commands, self._hashes
+        self._commands, self._hashes = [], set()
+        replies = self._client.call(commands) if commands else []
+        return [_pairs(reply) if i in hashes else reply for i, reply in enumerate(replies)]
 
 
 def _pairs(reply: object) -> dict[bytes, bytes]:
