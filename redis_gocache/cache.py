@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from redis_gocache.remote import Remote
     from redis_gocache.stats import Stats
+    from redis_gocache.store.base import Pending
 
     class Stoppable(Protocol):
         """Background work the cache stops before its last answer (the prefetcher)."""
@@ -136,8 +137,9 @@ class Cache:
             self.stats.add(remote_hits=1, hit_bytes=entry.size, remote_hit_bytes=entry.size)
         return hit
 
-    def prefetch(self, action_id: bytes) -> bool:
-        """Bring one entry from Redis before cmd/go asks for it; True if it was fetched."""
+    def prefetch(self, action_id: bytes, pending: Pending | None = None) -> bool:
+        """Bring one entry from Redis before cmd/go asks for it; True if it was fetched.
+        ``pending`` is the rest of its lookup, when :meth:`prefetch_many` read its record."""
         if self.remote is None or not self.remote.readable:
             return False
         if self.local.has(action_id.hex()):
@@ -145,7 +147,7 @@ class Cache:
         if self._claim(action_id) is not None:
             return False  # cmd/go's own get is fetching it.
         try:
-            hit = self._fetch(action_id, rejected=self._prefetch_rejected)
+            hit = self._fetch(action_id, rejected=self._prefetch_rejected, pending=pending)
             if hit is not None:
                 with self._inflight_lock:
                     self._prefetched.add(action_id)
@@ -156,23 +158,23 @@ class Cache:
         self.stats.add(prefetched=1)
         return True
 
-    def prefetch_many(self, action_ids: Sequence[bytes]) -> list[bytes]:
+    def prefetch_many(self, action_ids: Sequence[bytes]) -> list[tuple[bytes, Pending | None]]:
         """Bring a batch of entries from Redis before cmd/go asks, the inline ones (most of a
-        build's outputs) in one round trip; returns the others, for :meth:`prefetch` one by
-        one (the caller can stop in between)."""
+        build's outputs) in one round trip; returns the others with the rest of their lookup,
+        for :meth:`prefetch` one by one (the caller can stop in between)."""
         if self.remote is None or not self.remote.readable:
             return []
         mine = [a for a in action_ids if not self.local.has(a.hex())
                 and a not in self._prefetch_rejected and self._claim(a) is None]
         if not mine:
             return []
-        rest: list[bytes] = []
+        rest: list[tuple[bytes, Pending | None]] = []
         claimed = list(reversed(mine))  # released as each is done; all of them, whatever happens
         try:
             found = self.remote.get_inline(mine)
             for action_id, hit in zip(mine, found, strict=True):
-                if hit is None:
-                    rest.append(action_id)
+                if not isinstance(hit, tuple):  # a Pending, or None
+                    rest.append((action_id, hit))
                 elif self._keep_body(action_id, *hit) is not None:
                     with self._inflight_lock:
                         self._prefetched.add(action_id)
@@ -205,10 +207,12 @@ class Cache:
         return HashingWriter(fd), tmp
 
     def _fetch(
-        self, action_id: bytes, rejected: set[bytes] | None = None
+        self, action_id: bytes, rejected: set[bytes] | None = None,
+        pending: Pending | None = None,
     ) -> tuple[Entry, str] | None:
-        """Fetch from Redis, verify, and materialize locally; ``None`` for any kind of miss.
-        An entry that fails a check is also added to ``rejected``, if given."""
+        """Fetch from Redis (or finish a ``pending`` lookup), verify, and materialize locally;
+        ``None`` for any kind of miss. An entry that fails a check is also added to
+        ``rejected``, if given."""
         assert self.remote is not None
         made = self._new_writer()
         if made is None:
@@ -216,7 +220,7 @@ class Cache:
         writer, tmp = made
         try:
             try:
-                entry = self.remote.get(action_id, writer.write)
+                entry = self.remote.get(action_id, writer.write, pending)
             finally:
                 os.close(writer.fd)
         except RejectedEntry as exc:

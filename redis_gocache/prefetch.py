@@ -126,11 +126,11 @@ class Prefetcher:
         if self._stopped.is_set() or not self._remote.readable:
             return
         try:
-            for action_id in self._cache.prefetch_many(action_ids):
+            for action_id, pending in self._cache.prefetch_many(action_ids):
                 # Blobs, one by one: cmd/go may be done asking before a batch of them is.
                 if self._stopped.is_set() or not self._remote.readable:
                     return
-                self._cache.prefetch(action_id)
+                self._cache.prefetch(action_id, pending)
         except Exception as exc:  # noqa: BLE001 - a prefetch is an optimisation, never a failure
             self._log(f"prefetch failed: {exc!r}")
             self._stopped.set()

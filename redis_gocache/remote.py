@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from redis_gocache.stats import Stats
-    from redis_gocache.store.base import RemoteStore, Sink
+    from redis_gocache.store.base import Pending, RemoteStore, Sink
     from redis_gocache.store.entry import Entry
 
 FAILURES_TO_TRIP = 3
@@ -184,14 +184,15 @@ class Remote:
                 if self._breaker is not None:
                     self._breaker.trip()
 
-    def get(self, action_id: bytes, sink: Sink) -> Entry | None:
+    def get(self, action_id: bytes, sink: Sink, pending: Pending | None = None) -> Entry | None:
         """The remote entry (body streamed into ``sink``), or ``None`` for any kind of miss.
-        A rejected entry raises :class:`RejectedEntry` so the caller can discard the body."""
+        A rejected entry raises :class:`RejectedEntry` so the caller can discard the body.
+        ``pending``, from :meth:`get_inline`, finishes a lookup whose record has arrived."""
         if not self.readable:
             return None
         start = time.perf_counter()
         try:
-            entry = self.store.get(action_id, sink)
+            entry = self.store.get(action_id, sink) if pending is None else pending(sink)
         except RejectedEntry:
             self._ok()
             raise
@@ -204,7 +205,9 @@ class Remote:
         self._ok()
         return entry
 
-    def get_inline(self, action_ids: Sequence[bytes]) -> list[tuple[Entry, bytes] | None]:
+    def get_inline(
+        self, action_ids: Sequence[bytes]
+    ) -> list[tuple[Entry, bytes] | Pending | None]:
         """:meth:`RemoteStore.get_inline`, with every failure a list of ``None``."""
         if not self.readable:
             return [None] * len(action_ids)

@@ -4,6 +4,8 @@ the same answers as redis-py, the same credentials, and our exceptions for every
 from __future__ import annotations
 
 import os
+import socket
+import threading
 import time
 from collections.abc import Iterator
 
@@ -15,8 +17,9 @@ from redis_gocache.exceptions import (
     RemoteError,
     RemoteUnavailable,
 )
+from redis_gocache.store import resp
 from redis_gocache.store.resp import Address, LightClient, plain_address
-from tests.redisproc import RedisServer
+from tests.redisproc import RedisServer, free_port
 
 
 @pytest.mark.parametrize(
@@ -152,8 +155,6 @@ def test_wrong_password_is_unavailable(server: RedisServer, admin: redis.Redis) 
 
 
 def test_nothing_listening_is_unavailable() -> None:
-    from tests.redisproc import free_port
-
     client = LightClient(Address(host="127.0.0.1", port=free_port()), 1.0)
     with pytest.raises(RemoteUnavailable):
         client.get("k")
@@ -167,8 +168,8 @@ def test_a_stalled_server_times_out(server: RedisServer, admin: redis.Redis,
         started = time.monotonic()
         with pytest.raises(RemoteUnavailable):
             reads.get("k")
-        # The pooled connection times out, the retry on a new one too: two timeouts at most.
-        assert time.monotonic() - started < 3.0
+        # One timeout (1 s), not retried: the server may have run the command.
+        assert time.monotonic() - started < 1.9
     finally:
         server.resume()
 
@@ -178,3 +179,111 @@ def test_a_connection_the_server_dropped_is_replaced(server: RedisServer, admin:
     assert reads.get("k") is None
     admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
     assert reads.get("k") is None  # the dead pooled connection was retried on a new one
+
+
+class Pieces:
+    """A sink that keeps copies of what it is handed (the pieces are views of a reused buffer)."""
+
+    def __init__(self) -> None:
+        self.pieces: list[bytes] = []
+
+    def __call__(self, piece: bytes | memoryview) -> None:
+        self.pieces.append(bytes(piece))
+
+    @property
+    def data(self) -> bytes:
+        return b"".join(self.pieces)
+
+
+def test_stream_hands_a_value_over_from_the_receive_buffer(
+        db5: redis.Redis, reads: LightClient) -> None:
+    big = os.urandom((5 << 20) + 3)
+    db5.set("blob", big)
+    db5.set("empty", b"")
+    got = Pieces()
+    assert reads.stream("blob", len(big), got) == len(big)
+    assert got.data == big
+    assert max(map(len, got.pieces)) <= resp._RECV and len(got.pieces) >= 6
+    got = Pieces()
+    assert reads.stream("empty", 0, got) == 0 and got.pieces == []
+    assert reads.stream("missing", 10, got) is None and got.pieces == []
+    # Another length than the record's: nothing is handed over, the rest is not read, and
+    # the next command gets a connection that is not in the middle of that reply.
+    assert reads.stream("blob", 1000, got) == len(big) and got.pieces == []
+    assert reads.get("empty") == b""
+    assert reads.stream("blob", len(big), got) == len(big) and got.data == big
+
+
+def test_stream_error_replies_are_ours(admin: redis.Redis, server: RedisServer,
+                                       db5: redis.Redis, reads: LightClient) -> None:
+    db5.hset("hash", "f", "v")
+    with pytest.raises(RemoteError, match="WRONGTYPE"):
+        reads.stream("hash", 1, Pieces())
+    admin.execute_command("ACL", "SETUSER", "streamer", "on", ">spw", "resetkeys", "~ok:*",
+                          "+@read", "+@connection")
+    admin.set("ok:1", b"yes")
+    address = plain_address(f"redis://streamer:spw@127.0.0.1:{server.port}/0", None)
+    assert address is not None
+    client = LightClient(address, timeout=1.0)
+    try:
+        with pytest.raises(PermissionDenied):
+            client.stream("secret:1", 3, Pieces())
+        got = Pieces()
+        assert client.stream("ok:1", 3, got) == 3 and got.data == b"yes"
+    finally:
+        client.close()
+        admin.execute_command("ACL", "DELUSER", "streamer")
+
+
+class ScriptedServer:
+    """A loopback server that answers each command with the next of ``replies``, one
+    connection after another: after a reply with ``close`` set, the connection is closed."""
+
+    def __init__(self, replies: list[tuple[bytes, bool]]) -> None:
+        self.replies = replies
+        self.connections = 0
+        self.port = free_port()
+        self._listener = socket.create_server(("127.0.0.1", self.port))
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while self.replies:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return  # closed by the test
+            self.connections += 1
+            with conn:
+                while self.replies and conn.recv(65536):  # one small command per read
+                    reply, close = self.replies.pop(0)
+                    conn.sendall(reply)
+                    if close:
+                        break
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+def test_a_value_cut_short_is_not_asked_for_again() -> None:
+    """A pooled connection that fails before any reply is retried on a new one; once part of
+    the value has gone to the sink, a retry would hand it over twice."""
+    server = ScriptedServer([
+        (b"$3\r\nabc\r\n", False), (b"", True),  # a pooled connection, then dropped
+        (b"$3\r\nabc\r\n", False), (b"$10\r\nabcd", True),  # dropped halfway
+        (b"$10\r\n0123456789\r\n", False),  # what a retry would get
+    ])
+    client = LightClient(Address(host="127.0.0.1", port=server.port), timeout=2.0)
+    try:
+        got = Pieces()
+        assert client.stream("k", 3, got) == 3 and got.data == b"abc"
+        got = Pieces()
+        assert client.stream("k", 3, got) == 3 and got.data == b"abc"
+        assert server.connections == 2  # retried on a new connection, no harm done
+        got = Pieces()
+        with pytest.raises(RemoteUnavailable, match="closed"):
+            client.stream("k", 10, got)
+        assert got.data == b"abcd" and server.connections == 2
+    finally:
+        client.close()
+        server.close()

@@ -11,8 +11,13 @@ from typing import Protocol
 
 from redis_gocache.store.entry import Entry
 
-Sink = Callable[[bytes], object]
-"""Where a remote store streams a body: called with successive pieces, in order."""
+Sink = Callable[[bytes | memoryview], object]
+"""Where a remote store streams a body: called with successive pieces, in order. A piece may
+be a view of a buffer that is reused for the next one: a sink that keeps pieces copies them."""
+
+Pending = Callable[[Sink], Entry | None]
+"""The rest of a lookup whose record has arrived (see :meth:`RemoteStore.get_inline`): called
+with a sink, it does what :meth:`RemoteStore.get` would do after reading the record."""
 
 
 class RemoteStore(Protocol):
@@ -29,10 +34,13 @@ class RemoteStore(Protocol):
         ``None`` is a plain miss."""
         ...
 
-    def get_inline(self, action_ids: Sequence[bytes]) -> list[tuple[Entry, bytes] | None]:
-        """Many entries in one round trip, for the prefetcher: for each id, its entry and
-        body when the record holds the body inline and passes the store's checks, else
-        ``None`` (a miss, a blob, anything wrong), which the caller asks :meth:`get` about."""
+    def get_inline(
+        self, action_ids: Sequence[bytes]
+    ) -> list[tuple[Entry, bytes] | Pending | None]:
+        """Many records in one round trip, for the prefetcher. For each id: its entry and body
+        when the record holds the body inline and passes the store's checks; else a
+        :data:`Pending` that finishes the lookup from the record already read (a blob, a
+        miss, a record to reject), or ``None``: ask :meth:`get`."""
         ...
 
     def put(self, action_id: bytes, entry: Entry, path: str) -> None:
@@ -57,4 +65,4 @@ class RemoteStore(Protocol):
         ...
 
 
-__all__ = ["Entry", "RemoteStore", "Sink"]
+__all__ = ["Entry", "Pending", "RemoteStore", "Sink"]

@@ -95,7 +95,7 @@ class HashingWriter:
 
         self._hash = hashlib.sha256()
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         if self.error is not None:
             return
         self._hash.update(data)

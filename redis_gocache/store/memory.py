@@ -7,11 +7,12 @@ Redis that is down.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Sequence
 
 from redis_gocache.exceptions import RejectedEntry, RemoteError
-from redis_gocache.store.base import Entry, Sink
+from redis_gocache.store.base import Entry, Pending, Sink
 
 
 class MemoryStore:
@@ -35,12 +36,16 @@ class MemoryStore:
             raise self.fail
 
     def get(self, action_id: bytes, sink: Sink) -> Entry | None:
-        self._check()
         with self._lock:
             record = self.records.get(action_id)
-            if record is None:
-                return None
-            entry, body = record
+        return self._serve(record, sink)
+
+    def _serve(self, record: tuple[Entry, bytes | None] | None, sink: Sink) -> Entry | None:
+        self._check()
+        if record is None:
+            return None
+        entry, body = record
+        with self._lock:
             if body is None:
                 body = self.blobs.get(entry.output_id)
                 if body is None:
@@ -51,17 +56,19 @@ class MemoryStore:
             sink(body)
         return entry
 
-    def get_inline(self, action_ids: Sequence[bytes]) -> list[tuple[Entry, bytes] | None]:
+    def get_inline(
+        self, action_ids: Sequence[bytes]
+    ) -> list[tuple[Entry, bytes] | Pending | None]:
         self._check()
-        found: list[tuple[Entry, bytes] | None] = []
+        found: list[tuple[Entry, bytes] | Pending | None] = []
         with self._lock:
             for action_id in action_ids:
                 record = self.records.get(action_id)
                 if record is not None and record[1] is not None \
                         and len(record[1]) == record[0].size:
                     found.append((record[0], record[1]))
-                else:
-                    found.append(None)
+                else:  # as RedisStore does: the rest of the lookup from this record
+                    found.append(functools.partial(self._serve, record))
         return found
 
     def put(self, action_id: bytes, entry: Entry, path: str) -> None:

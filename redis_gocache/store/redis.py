@@ -54,7 +54,7 @@ from redis_gocache.exceptions import (
     RemoteUnavailable,
     ShardUnavailable,
 )
-from redis_gocache.store.base import Entry, Sink
+from redis_gocache.store.base import Entry, Pending, Sink
 from redis_gocache.store.disk import is_hex_id
 from redis_gocache.store.resp import LightClient, plain_address
 from redis_gocache.store.spill import POINTER_PREFIX
@@ -295,39 +295,46 @@ class RedisStore:
         akey = self._key("a", action_id)
         with self._shard(akey), self._translate():
             raw = cast(dict[bytes, bytes], self.light().hgetall(akey))
-            if not raw:
-                return None
-            entry = parse_record(raw)
-            if self.verifier is not None:
-                problem = self.verifier.verify(action_id, entry, raw.get(b"sig"))
-                if problem is not None:
-                    raise RejectedEntry(problem, "record is not signed by a trusted key")
-            body = raw.get(b"body")
-            if body is not None:
-                if len(body) != entry.size:
-                    raise RejectedEntry("truncated", "inline body size differs from its record")
-                if body:
-                    sink(body)
-                return entry
-            ref = raw.get(b"ref", b"")
-            if not ref.startswith(POINTER_PREFIX):
-                if ref != b"o":
-                    raise RejectedEntry("bad_fields", "record has neither body nor blob reference")
-        if not ref.startswith(POINTER_PREFIX):
+        return self._serve(action_id, raw, sink)
+
+    def _serve(self, action_id: bytes, raw: dict[bytes, bytes], sink: Sink) -> Entry | None:
+        """The rest of :meth:`get`, from the record ``raw`` (empty: a miss)."""
+        if not raw:
+            return None
+        entry = parse_record(raw)
+        if self.verifier is not None:
+            problem = self.verifier.verify(action_id, entry, raw.get(b"sig"))
+            if problem is not None:
+                raise RejectedEntry(problem, "record is not signed by a trusted key")
+        body = raw.get(b"body")
+        if body is not None:
+            if len(body) != entry.size:
+                raise RejectedEntry("truncated", "inline body size differs from its record")
+            if body:
+                sink(body)
+            return entry
+        ref = raw.get(b"ref", b"")
+        if ref == b"o":
             okey = self._key("o", entry.output_id)
             with self._shard(okey), self._translate():
                 self._read_blob(self.light(), okey, entry.size, sink)
             return entry
+        if not ref.startswith(POINTER_PREFIX):
+            raise RejectedEntry("bad_fields", "record has neither body nor blob reference")
         # A spill pointer, read outside _translate: the volume's trouble is no Redis outage.
         if self.spill is None:
             raise RejectedEntry("spill_unmounted", "output is in a spill directory not set here")
         self.spill.read(ref[len(POINTER_PREFIX):], entry, sink)
         return entry
 
-    def get_inline(self, action_ids: Sequence[bytes]) -> list[tuple[Entry, bytes] | None]:
+    def get_inline(
+        self, action_ids: Sequence[bytes]
+    ) -> list[tuple[Entry, bytes] | Pending | None]:
         # One pipelined HGETALL per batch instead of a round trip (and a pass through
         # redis-py's per-command machinery) per entry. Not on a Cluster: the batch would span
-        # slots and nodes, and one dead node must cost only its own keys (_shard).
+        # slots and nodes, and one dead node must cost only its own keys (_shard). A record
+        # without its body comes back as the rest of its lookup, so that a blob costs one
+        # more round trip, not two.
         if self._clustered or not action_ids:
             return [None] * len(action_ids)
         keys = [self._key("a", action_id) for action_id in action_ids]
@@ -339,23 +346,30 @@ class RedisStore:
         return [self._inline(action_id, raw) for action_id, raw in zip(action_ids, raws,
                                                                         strict=True)]
 
-    def _inline(self, action_id: bytes, raw: dict[bytes, bytes]) -> tuple[Entry, bytes] | None:
+    def _inline(self, action_id: bytes, raw: dict[bytes, bytes]) -> tuple[Entry, bytes] | Pending:
         body = raw.get(b"body") if raw else None
-        if body is None:
-            return None
-        try:
-            entry = parse_record(raw)
-        except RejectedEntry:
-            return None
-        if len(body) != entry.size:
-            return None
-        if self.verifier is not None and \
-                self.verifier.verify(action_id, entry, raw.get(b"sig")) is not None:
-            return None
-        return entry, body
+        if body is not None:
+            try:
+                entry = parse_record(raw)
+            except RejectedEntry:
+                entry = None
+            if entry is not None and len(body) == entry.size and (
+                    self.verifier is None
+                    or self.verifier.verify(action_id, entry, raw.get(b"sig")) is None):
+                return entry, body
+        # Anything else, a miss or a record to reject included, is decided as get decides it.
+        return lambda sink: self._serve(action_id, raw, sink)
 
     def _read_blob(self, client: LightClient | redis.Redis, key: str, size: int,
                    sink: Sink) -> None:
+        if isinstance(client, LightClient):
+            # Straight from the socket, whatever the size: the client's buffer bounds memory.
+            length = client.stream(key, size, sink)
+            if length is None:
+                raise RejectedEntry("missing_blob", "blob is gone")
+            if length != size:
+                raise RejectedEntry("truncated", "blob size differs from its record")
+            return
         if size <= STREAM_CHUNK:
             data = cast(bytes | None, client.get(key))
             if data is None:

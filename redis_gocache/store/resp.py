@@ -36,12 +36,20 @@ from redis_gocache.exceptions import (
 
 TYPE_CHECKING = False  # not typing's: see redis_gocache.config
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
+    from typing import TypeVar
+
+    from redis_gocache.store.base import Sink
+
+    T = TypeVar("T")
 
 DEFAULT_PORT = 6379
 
 _RECV = 1 << 20
 """Bytes asked of the socket at a time: large outputs arrive in megabytes."""
+
+_HEAD_MAX = 32
+"""Longest first line of a ``GET`` reply: ``$``, a length of up to 20 digits, CRLF."""
 
 _IDLE = 8
 """Connections kept for reuse; cmd/go has at most a few gets in flight, plus the prefetcher."""
@@ -102,7 +110,7 @@ def _pack(command: Sequence[bytes | str]) -> bytes:
     return b"".join(parts)
 
 
-def _reply_error(error: hiredis.ReplyError) -> RemoteError:
+def _reply_error(error: hiredis.ReplyError | str) -> RemoteError:
     text = str(error)
     if text.startswith("NOPERM"):
         return PermissionDenied(text)
@@ -133,6 +141,11 @@ class _Connection:
                 self._sock.close()
                 raise
         self._buf = bytearray(_RECV)
+        self._view = memoryview(self._buf)
+        self.delivered = False
+        """Whether the command under way has handed data on: then it cannot be retried."""
+        self.reusable = True
+        """False when a reply was left unread: the connection goes, not back to the pool."""
         self._reader = hiredis.Reader()
         hello: list[tuple[str, ...]] = []
         if address.password is not None:
@@ -169,6 +182,70 @@ class _Connection:
             self._reader.feed(self._buf, 0, n)  # type: ignore[arg-type]
         return replies
 
+    def stream(self, key: str, size: int, sink: Sink) -> int | None:
+        """``GET key``, its value handed to ``sink`` from the receive buffer as it arrives,
+        if it is ``size`` bytes long. Returns the value's length, ``None`` if there is no such
+        key; a value of another length is not read (and the connection not reused).
+
+        Large outputs (95% of ``go build std``'s bytes) come this way: through hiredis, each
+        would be copied twice more with the GIL held, into hiredis's buffer and then into a
+        new bytes object whose pages the kernel must first zero.
+        """
+        self.delivered = False
+        self._sock.sendall(_pack(("GET", key)))
+        buf, view = self._buf, self._view
+        have = 0
+        while True:
+            # Nothing but this reply can arrive (one command), so read as much as there is.
+            n = self._sock.recv_into(view[have:])
+            if not n:
+                raise ConnectionError("Redis closed the connection")
+            have += n
+            end = buf.find(b"\r\n", 0, have)
+            if end >= 0:
+                break
+            # An error line may be long; a length line is short.
+            if have == _RECV or (have >= _HEAD_MAX and buf[:1] != b"-"):
+                raise RemoteError("Redis sent an unreadable reply to GET")
+        head = bytes(buf[:end])
+        start = end + 2
+        if head[:1] == b"-":
+            self.reusable = start == have
+            raise _reply_error(head[1:].decode("utf-8", "replace"))
+        try:
+            length = int(head[1:]) if head[:1] == b"$" else None
+        except ValueError:
+            length = None
+        if length is None:
+            raise RemoteError("Redis sent an unreadable reply to GET")
+        if length < 0:
+            self.reusable = start == have
+            return None
+        if length != size:
+            self.reusable = False
+            return length
+        left, tail = length, b"\r\n"
+        while True:
+            if start < have:
+                take = min(have - start, left)
+                if take:
+                    self.delivered = True
+                    sink(view[start:start + take])
+                    left -= take
+                    start += take
+                if start < have:  # the CRLF after the value, maybe in two pieces
+                    extra = bytes(buf[start:have])
+                    if not tail.startswith(extra):
+                        raise RemoteError("Redis sent more than the value of GET")
+                    tail = tail[len(extra):]
+            if not left and not tail:
+                return length
+            # Only the rest of this reply can come: read it into the buffer's start.
+            n = self._sock.recv_into(view[:min(_RECV, left + len(tail))])
+            if not n:
+                raise ConnectionError("Redis closed the connection")
+            start, have = 0, n
+
     def close(self) -> None:
         self._sock.close()
 
@@ -183,11 +260,26 @@ class LightClient:
         self._lock = allocate_lock()
 
     def call(self, commands: Sequence[Sequence[bytes | str]]) -> list[object]:
-        """The replies to ``commands``; raises our exception for the first error reply.
+        """The replies to ``commands``; raises our exception for the first error reply."""
+        replies = self._use(lambda conn: conn.run(commands))
+        for reply in replies:
+            if isinstance(reply, hiredis.ReplyError):
+                raise _reply_error(reply)
+        return replies
 
-        A pooled connection that fails is retried once on a new one (the server may have
-        closed it while idle; these commands only read); a new one that fails means Redis is
-        unavailable.
+    def stream(self, key: str, size: int, sink: Sink) -> int | None:
+        """``GET key`` into ``sink`` in pieces (see :meth:`_Connection.stream`): each piece is
+        a view of a buffer that the next one overwrites, so ``sink`` must use it at once."""
+        return self._use(lambda conn: conn.stream(key, size, sink))
+
+    def _use(self, work: Callable[[_Connection], T]) -> T:
+        """``work`` on a pooled connection, or a new one.
+
+        A pooled connection that the server closed while it sat idle fails at once; ``work``
+        is then retried once on a new connection, unless it had already handed data on. A
+        timeout is not retried: the server may have run the command (a counter increment
+        must not count twice), and a slow Redis would only be waited for again. A new
+        connection that fails means Redis is unavailable.
         """
         for attempt in (1, 2):
             with self._lock:
@@ -196,27 +288,26 @@ class LightClient:
             try:
                 if conn is None:
                     conn = _Connection(self._address, self._timeout)
-                replies = conn.run(commands)
+                result = work(conn)
             except OSError as exc:  # ConnectionError, TimeoutError, socket errors
                 if conn is not None:
                     conn.close()
-                if fresh or attempt == 2:
+                if fresh or attempt == 2 or isinstance(exc, TimeoutError) or (
+                        conn is not None and conn.delivered):
                     raise RemoteUnavailable(f"{type(exc).__name__}: {exc}") from None
                 continue
             except BaseException:
                 if conn is not None:
                     conn.close()  # in an unknown state: never reuse it
                 raise
-            with self._lock:
-                if len(self._idle) < _IDLE:
-                    self._idle.append(conn)
-                    conn = None
+            if conn.reusable:
+                with self._lock:
+                    if len(self._idle) < _IDLE:
+                        self._idle.append(conn)
+                        conn = None
             if conn is not None:
                 conn.close()
-            for reply in replies:
-                if isinstance(reply, hiredis.ReplyError):
-                    raise _reply_error(reply)
-            return replies
+            return result
         raise AssertionError("unreachable")
 
     # The redis-py methods the read path uses, with redis-py's return types.
