@@ -69,7 +69,8 @@ if TYPE_CHECKING:
 
 STREAM_CHUNK = 4 * 1024 * 1024
 """Blobs larger than this travel in pieces this size (SETRANGE on the way in, GETRANGE on the
-way out), so neither side holds a whole large output in memory."""
+way out through redis-py; the light client streams a single GET), so neither side holds a
+whole large output in memory."""
 
 UPLOAD_TTL = 600
 """Seconds a half-finished streamed upload may linger before Redis drops it."""

@@ -4,10 +4,11 @@ redis-py's import.
 ``import redis`` (redis-py 8) takes about 100 ms on a CI runner: the package imports its
 asyncio client, and that imports asyncio. cmd/go waits for a helper's answers, so a new
 runner paid those 100 ms before its first Redis hit (a tenth of its ``go build std``), and a
-warm runner with a single local miss paid them for that one miss. The read path needs four
-commands (``HGETALL``, ``GET``, ``GETRANGE``, pipelined), which this module sends over plain
-sockets in RESP2 and reads with hiredis's parser: the C parser redis-py itself uses, and a
-dependency already. Imported by itself it costs a few milliseconds. The small writes after
+warm runner with a single local miss paid them for that one miss. The read path needs few
+commands (``HGETALL`` and ``GET``, pipelined), which this module sends over plain sockets in
+RESP2 and reads with hiredis's parser: the C parser redis-py itself uses, and a dependency
+already. A large value skips the parser (:meth:`LightClient.stream`): it goes from the
+socket's buffer to its local file as it arrives, in pieces of at most 1 MiB. Imported by itself it costs a few milliseconds. The small writes after
 the last answer (``EXPIRE`` refreshes, the prefetch manifest, fleet counters) take it too, so
 a run that only read never imports redis-py: that import would otherwise land on the CPU of
 the next ``go`` command.
