@@ -189,3 +189,19 @@ def test_helper_trims_after_its_last_answer(tmp_path: Path) -> None:
         go.capability()
         go.close()
     assert old2.exists()  # trimmed less than a day ago: not due
+
+
+def test_a_new_directory_is_not_trimmed_after_its_first_run(tmp_path: Path) -> None:
+    """A new runner's first helper makes the directory and its trim marker: nothing in it is
+    old, and a trim then would only take CPU from the job's next command."""
+    cache = tmp_path / "cache"
+    with GoCmd(helper_env(cache)) as go:
+        go.capability()
+        go.put_wait(action_id("first"), b"first output")
+        answered = time.time()
+        time.sleep(0.2)
+        go.close()
+    marker = cache / "v1" / MARKER
+    # Set when the directory was made: a trim after the last answer would have set it later.
+    assert marker.stat().st_mtime < answered + 0.1
+    assert oct(marker.stat().st_mode & 0o777) == "0o600"

@@ -115,9 +115,10 @@ def test_no_heavy_import_before_the_first_local_hit(tmp_path: Path) -> None:
 
 def test_a_redis_hit_does_not_wait_for_redis_py(tmp_path: Path) -> None:
     """A new runner's first Redis hit is read by the store's own client (store/resp.py):
-    redis-py's import (about 100 ms: it brings asyncio) is left to uploads. A run that only
-    read never imports it, not even for its fleet counters after the last answer (that CPU
-    would go to the next go command)."""
+    redis-py's import (about 100 ms: it brings asyncio) is left to uploads, and the Redis store
+    on the way imports no typing or dataclasses either. A run that only read never imports
+    redis-py, not even for its fleet counters after the last answer (that CPU would go to the
+    next go command)."""
     action = base64.b64encode(action_id("remote")).decode()
     put = {"Command": "put", "ActionID": action,
            "OutputID": base64.b64encode(output_id(BODY)).decode(), "BodySize": len(BODY)}
@@ -141,5 +142,6 @@ def test_a_redis_hit_does_not_wait_for_redis_py(tmp_path: Path) -> None:
     assert isinstance(imports, list)
     assert "redis_gocache.store.resp" in imports
     assert "redis" not in imports and "asyncio" not in imports, imports
+    assert not {"typing", "dataclasses", "inspect"}.intersection(imports), imports
     whole_run = _imported((tmp_path / "new.log").read_bytes())
     assert "redis" not in whole_run and "asyncio" not in whole_run

@@ -162,11 +162,18 @@ class DiskStore:
         self._appended: list[bytes] = []  # this process's records, in case the log is replaced
 
     def open(self) -> DiskStore:
-        """Create the directory (mode 0700) if needed."""
+        """Create the directory (mode 0700) if needed.
+
+        A new directory gets its trim marker at once: it has nothing to trim for a day, and
+        a new runner's first helper would otherwise trim right after its last answer, on the
+        CPU of whatever the job runs next."""
         try:
+            fresh = not os.path.isdir(self.root)
             # makedirs applies its mode to the last component only: make each level ourselves.
             for path in (self.root, self.tmp_dir, os.path.join(self.root, "o")):
                 os.makedirs(path, mode=0o700, exist_ok=True)
+            if fresh:
+                touch_private(os.path.join(self.root, TRIM_MARKER))
         except OSError as exc:
             raise LocalStoreError(f"cannot create cache directory {self.root}: {exc}") from None
         return self

@@ -39,7 +39,6 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, cast
 
 from redis_gocache.config import redact_url
 from redis_gocache.exceptions import (
@@ -54,18 +53,26 @@ from redis_gocache.exceptions import (
     RemoteUnavailable,
     ShardUnavailable,
 )
-from redis_gocache.store.base import Entry, Pending, Sink
 from redis_gocache.store.disk import is_hex_id
+from redis_gocache.store.entry import Entry
 from redis_gocache.store.resp import LightClient, plain_address
 from redis_gocache.store.spill import POINTER_PREFIX
 from redis_gocache.store.topology import CLUSTER, SINGLE, is_tls, kind_of
 from redis_gocache.store.topology import connect as connect_topology
 
+TYPE_CHECKING = False  # not typing's: a new runner's first Redis hit waits for this module
 if TYPE_CHECKING:
+    from typing import Any, cast
+
     import redis
 
     from redis_gocache.signing import Signer, Verifier
+    from redis_gocache.store.base import Pending, Sink
     from redis_gocache.store.spill import SpillDir
+else:
+    def cast(_type: object, value: object) -> object:
+        """``typing.cast``, which only informs the type checker, without importing typing."""
+        return value
 
 STREAM_CHUNK = 4 * 1024 * 1024
 """Blobs larger than this travel in pieces this size (SETRANGE on the way in, GETRANGE on the

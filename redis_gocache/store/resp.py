@@ -8,10 +8,11 @@ warm runner with a single local miss paid them for that one miss. The read path 
 commands (``HGETALL`` and ``GET``, pipelined), which this module sends over plain sockets in
 RESP2 and reads with hiredis's parser: the C parser redis-py itself uses, and a dependency
 already. A large value skips the parser (:meth:`LightClient.stream`): it goes from the
-socket's buffer to its local file as it arrives, in pieces of at most 1 MiB. Imported by itself it costs a few milliseconds. The small writes after
-the last answer (``EXPIRE`` refreshes, the prefetch manifest, fleet counters) take it too, so
-a run that only read never imports redis-py: that import would otherwise land on the CPU of
-the next ``go`` command.
+socket's buffer to its local file as it arrives, in pieces of at most 1 MiB. Imported by
+itself this module costs a few milliseconds. The small writes after the last answer
+(``EXPIRE`` refreshes, the prefetch manifest, fleet counters) take it too, so a run that only
+read never imports redis-py: that import would otherwise land on the CPU of the next ``go``
+command.
 
 It serves only plain single-server URLs, ``redis://[user:password@]host[:port][/db]`` and
 ``unix://[user:password@]/path``, with no query options; TLS, Cluster, Sentinel and URL

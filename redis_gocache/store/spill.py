@@ -49,7 +49,11 @@ import time
 from collections.abc import Callable
 
 from redis_gocache.exceptions import LocalStoreError, RejectedEntry
-from redis_gocache.store.base import Entry, Sink
+from redis_gocache.store.entry import Entry
+
+TYPE_CHECKING = False  # not typing's: the Redis store imports this module (see there)
+if TYPE_CHECKING:
+    from redis_gocache.store.base import Sink
 
 POINTER_PREFIX = b"f:"
 """How an action hash's ``ref`` field says "the body is in the spill directory"."""

@@ -18,18 +18,19 @@ URL forms (``rediss`` in place of ``redis``: TLS to every node, sentinels includ
 Ports default to 6379 (cluster nodes) and 26379 (sentinels). A cluster has only database 0.
 
 This module imports redis-py inside :func:`connect` only, so the settings parser can check a
-URL without paying for it.
+URL without paying for it; and nothing heavy at all until a URL is parsed, since the Redis
+store asks :func:`kind_of` on the way to a new runner's first Redis hit.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, unquote
-
 from redis_gocache.exceptions import ConfigError
+from redis_gocache.value import FrozenValue
 
+TYPE_CHECKING = False  # not typing's: see redis_gocache.config
 if TYPE_CHECKING:
+    from typing import Any
+
     import redis
     from redis.retry import Retry
 
@@ -53,19 +54,34 @@ _DEFAULT_PORT = {CLUSTER: 6379, SENTINEL: 26379}
 _SENTINEL_QUERY = ("sentinel_username", "sentinel_password")
 
 
-@dataclasses.dataclass(frozen=True)
-class Topology:
-    """What a ``+cluster`` or ``+sentinel`` URL says (single-server URLs stay strings)."""
+class Topology(FrozenValue):
+    """What a ``+cluster`` or ``+sentinel`` URL says (single-server URLs stay strings).
+    Frozen, equal by value; its repr leaves the credentials out."""
+
+    __slots__ = ("kind", "tls", "hosts", "username", "password", "service", "db",
+                 "sentinel_username", "sentinel_password")
+    _hidden = frozenset({"username", "password", "sentinel_username", "sentinel_password"})
 
     kind: str
     tls: bool
     hosts: tuple[tuple[str, int], ...]
-    username: str | None = dataclasses.field(default=None, repr=False)
-    password: str | None = dataclasses.field(default=None, repr=False)
-    service: str = ""
-    db: int = 0
-    sentinel_username: str | None = dataclasses.field(default=None, repr=False)
-    sentinel_password: str | None = dataclasses.field(default=None, repr=False)
+    username: str | None
+    password: str | None
+    service: str
+    db: int
+    sentinel_username: str | None
+    sentinel_password: str | None
+
+    def __init__(self, kind: str, tls: bool, hosts: tuple[tuple[str, int], ...],
+                 username: str | None = None, password: str | None = None, service: str = "",
+                 db: int = 0, sentinel_username: str | None = None,
+                 sentinel_password: str | None = None) -> None:
+        for name, value in (("kind", kind), ("tls", tls), ("hosts", hosts),
+                            ("username", username), ("password", password),
+                            ("service", service), ("db", db),
+                            ("sentinel_username", sentinel_username),
+                            ("sentinel_password", sentinel_password)):
+            object.__setattr__(self, name, value)
 
 
 def kind_of(url: str) -> str:
@@ -83,6 +99,8 @@ def parse(url: str) -> Topology:
     Raises :class:`ConfigError` saying what is wrong without quoting the URL: it may hold a
     password.
     """
+    from urllib.parse import parse_qsl, unquote
+
     scheme, sep, rest = url.partition("://")
     kind, tls = _SCHEMES.get(scheme.lower(), (SINGLE, False))
     if not sep or kind == SINGLE:
