@@ -115,7 +115,7 @@ def primaries_info(client: Any, *sections: str) -> list[dict[str, Any]]:
 def translated(store: RedisStore) -> Iterator[None]:
     """redis-py's errors as ours (:class:`~redis_gocache.exceptions.RemoteError` and kin)."""
     # The store owns the translation table; reuse it rather than keep a second copy.
-    with store._translate():
+    with store.translate_errors():
         yield
 
 

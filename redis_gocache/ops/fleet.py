@@ -39,7 +39,7 @@ from redis_gocache.store.disk import open_private, touch_private
 # typing's TYPE_CHECKING (see redis_gocache.config), and json only where a push reads the spool.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping
+    from collections.abc import Callable, Iterable, Mapping, Sequence
     from typing import Any
 
     from redis_gocache.config import Config
@@ -225,11 +225,13 @@ class Spool:
         return claimed
 
     @staticmethod
-    def load(paths: Iterable[str]) -> tuple[Counts, dict[str, int]]:
-        import json
-
+    def load(paths: Sequence[str]) -> tuple[Counts, dict[str, int]]:
         counts: Counts = {}
         runs: dict[str, int] = {}
+        if not paths:
+            return counts, runs  # the usual case, without importing json
+        import json
+
         for path in paths:
             try:
                 with open(path, encoding="utf-8") as f:
@@ -302,9 +304,9 @@ def end_of_run(config: Config, remote: Remote | None, stats: Stats,
         spool.give_back(claimed)
         return
     try:
-        from redis_gocache.ops.common import translated
-
-        with translated(store):
+        # The store's own translation, not ops.common's wrapper: that module imports typing,
+        # and this runs on the CPU of whatever the job runs next.
+        with store.translate_errors():
             push(store.light(), config.prefix, counts, paths, now)
     except GoCacheError as exc:
         spool.give_back(claimed)

@@ -222,9 +222,10 @@ class RedisStore:
             raise PermissionDenied("this helper is read-only")
 
     @contextmanager
-    def _translate(self) -> Iterator[None]:
-        """Turn redis-py's exceptions into ours, here at the edge. (The read client raises
-        ours already, and without redis-py imported nothing here imports it.)"""
+    def translate_errors(self) -> Iterator[None]:
+        """Turn redis-py's exceptions into ours, here at the edge and in the operator
+        commands. (The light client raises ours already, and without redis-py imported
+        nothing here imports it.)"""
         try:
             yield
         except GoCacheError:
@@ -301,7 +302,7 @@ class RedisStore:
 
     def get(self, action_id: bytes, sink: Sink) -> Entry | None:
         akey = self._key("a", action_id)
-        with self._shard(akey), self._translate():
+        with self._shard(akey), self.translate_errors():
             raw = cast(dict[bytes, bytes], self.light().hgetall(akey))
         return self._serve(action_id, raw, sink)
 
@@ -324,7 +325,7 @@ class RedisStore:
         ref = raw.get(b"ref", b"")
         if ref == b"o":
             okey = self._key("o", entry.output_id)
-            with self._shard(okey), self._translate():
+            with self._shard(okey), self.translate_errors():
                 self._read_blob(self.light(), okey, entry.size, sink)
             return entry
         if not ref.startswith(POINTER_PREFIX):
@@ -346,7 +347,7 @@ class RedisStore:
         if self._clustered or not action_ids:
             return [None] * len(action_ids)
         keys = [self._key("a", action_id) for action_id in action_ids]
-        with self._translate():
+        with self.translate_errors():
             pipe = self.light().pipeline(transaction=False)
             for key in keys:
                 pipe.hgetall(key)
@@ -421,7 +422,7 @@ class RedisStore:
             # Into the shared spill directory first, the record pointing at it second; the
             # volume's trouble (LocalStoreError) is no Redis outage, so outside _translate.
             fields["ref"] = POINTER_PREFIX.decode() + self.spill.store(entry, path)
-            with self._translate():
+            with self.translate_errors():
                 pipe = self.client().pipeline(transaction=True)
                 self._write_record(pipe, akey, fields)
                 pipe.execute()
@@ -429,7 +430,7 @@ class RedisStore:
         # Read small bodies before talking to Redis: a local file that vanished is not an
         # outage (inside _translate an OSError would be taken for one).
         data = _read_file(path) if entry.size <= STREAM_CHUNK else None
-        with self._translate():
+        with self.translate_errors():
             client = self.client()
             if entry.size <= self.inline_max:
                 fields["body"] = data or b""
@@ -507,7 +508,7 @@ class RedisStore:
 
     def refresh(self, items: Sequence[tuple[bytes, Entry]]) -> None:
         self._writing()
-        with self._shard(), self._translate():
+        with self._shard(), self.translate_errors():
             client = self.light()
             for start in range(0, len(items), REFRESH_BATCH):
                 pipe = client.pipeline(transaction=False)
@@ -523,18 +524,18 @@ class RedisStore:
 
     def read_manifest(self, tag: str) -> bytes | None:
         mkey = self._key("m", tag)
-        with self._shard(mkey), self._translate():
+        with self._shard(mkey), self.translate_errors():
             return cast(bytes | None, self.light().get(mkey))
 
     def write_manifest(self, tag: str, action_ids: bytes) -> None:
         self._writing()
         mkey = self._key("m", tag)
-        with self._shard(mkey), self._translate():
+        with self._shard(mkey), self.translate_errors():
             self.light().set(mkey, action_ids, ex=self.ttl)
 
     def ping(self) -> float:
         """Round-trip time of one PING, in seconds."""
-        with self._translate():
+        with self.translate_errors():
             client = self.client()
             start = time.perf_counter()
             client.ping()
