@@ -92,9 +92,7 @@ def _serve(config: Config, proto_fd: int) -> int:
     server = Server(cache, in_fd=0, out_fd=proto_fd, stats=stats, log=log,
                     workers=config.workers, on_drained=report)
     status = server.serve()
-    # cmd/go has its answers and its stdout is closed; the rest is housekeeping. The use
-    # marks come first: the trim at the end of the run goes by them.
-    local.mark_used()
+    # cmd/go has its answers and its stdout is closed; the rest is housekeeping.
     cache.refresh_served()
     if tag is not None:
         prefetch.record(cache, remote, local.root, tag)

@@ -133,9 +133,9 @@ class Server:
         if hit is not None:
             entry, path = hit
             self.send(wire.hit_response(req.id, entry.output_id, entry.size, entry.time_ns, path))
-            # Marked after the last answer (DiskStore.mark_used): with two requests in flight,
-            # even work after an answer delays the next one.
-            self.cache.local.note_used(path)
+            # After the answer: cmd/go waits for answers one or two at a time, so a syscall
+            # here costs the build nothing, and before the answer it costs every hit.
+            self.cache.local.mark_used(path)
             return
         self.stats.add(gets=1)
         if self.cache.remote_readable:

@@ -160,7 +160,6 @@ class DiskStore:
         self._log_fd: int | None = None
         self._log_ino = 0
         self._appended: list[bytes] = []  # this process's records, in case the log is replaced
-        self._used: list[str] = []  # outputs served, for mark_used
 
     def open(self) -> DiskStore:
         """Create the directory (mode 0700) if needed.
@@ -203,8 +202,8 @@ class DiskStore:
 
         The output file is not looked at: a record is written only once its output is in
         place, and cmd/go checks the size of every file it is handed (a file that has gone
-        becomes its miss, and it builds and puts again). The caller notes the use with
-        :meth:`note_used` after answering.
+        becomes its miss, and it builds and puts again). The caller marks the use with
+        :meth:`mark_used` after answering.
         """
         line = self._records().get(action_hex)
         if line is None:
@@ -215,22 +214,15 @@ class DiskStore:
         entry, refreshed = record
         return entry, self.output_path(line[65:129]), refreshed
 
-    def note_used(self, path: str) -> None:
-        """Remember that the output at ``path`` was served, for :meth:`mark_used`."""
-        self._used.append(path)
-
-    def mark_used(self) -> None:
-        """Set the mtime of every output noted as served, its last use for the trim, unless
-        it was set within :data:`USE_MARK_INTERVAL`. Once, after the last answer: a ``stat``
-        per hit while cmd/go waits cost a warm build about as much as the rest of the hit."""
-        used, self._used = self._used, []
-        now = time.time()
-        for path in used:
-            try:
-                if now - os.stat(path).st_mtime > USE_MARK_INTERVAL:
-                    os.utime(path)
-            except OSError:
-                pass  # A file we cannot mark is not worth failing anything for.
+    @staticmethod
+    def mark_used(path: str) -> None:
+        """Set an output's mtime, its last use for the trim, unless it was set within
+        :data:`USE_MARK_INTERVAL`."""
+        try:
+            if time.time() - os.stat(path).st_mtime > USE_MARK_INTERVAL:
+                os.utime(path)
+        except OSError:
+            pass  # A file we cannot mark is not worth failing anything for.
 
     def write_action(self, action_hex: str, entry: Entry, refreshed: float | None = None) -> None:
         """Record an action whose output is in place (``refreshed``: now by default)."""
