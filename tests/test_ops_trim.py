@@ -205,3 +205,24 @@ def test_a_new_directory_is_not_trimmed_after_its_first_run(tmp_path: Path) -> N
     # Set when the directory was made: a trim after the last answer would have set it later.
     assert marker.stat().st_mtime < answered + 0.1
     assert oct(marker.stat().st_mode & 0o777) == "0o600"
+
+
+def test_an_output_served_in_the_run_survives_that_runs_trim(tmp_path: Path) -> None:
+    """An output last used long ago but served in this run is not trimmed at its end: the
+    use mark follows the answer, and the trim goes by the marks."""
+    now = time.time()
+    cache = tmp_path / "cache"
+    root = Root(cache / "v1")
+    record, served = root.entry("served", 10, 9 * DAY, now)
+    _, unused = root.entry("unused", 10, 9 * DAY, now)
+    marker = root.path / MARKER
+    marker.touch()
+    os.utime(marker, (now - 2 * DAY, now - 2 * DAY))  # the trim is due
+    env = {**helper_env(cache), "REDIS_GOCACHE_TRIM_MAX_AGE": "5d"}
+    with GoCmd(env) as go:
+        go.capability()
+        hit = go.get_wait(bytes.fromhex(record.action))
+        assert hit.get("DiskPath") == str(served)
+        go.close()
+    assert served.exists() and time.time() - served.stat().st_mtime < 60
+    assert not unused.exists()
