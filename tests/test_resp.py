@@ -201,24 +201,27 @@ def test_stream_hands_a_value_over_from_the_receive_buffer(
     db5.set("blob", big)
     db5.set("empty", b"")
     got = Pieces()
-    assert reads.stream("blob", len(big), got) == len(big)
+    assert reads.stream(("GET", "blob"), len(big), got) == len(big)
     assert got.data == big
     assert max(map(len, got.pieces)) <= resp._RECV and len(got.pieces) >= 6
     got = Pieces()
-    assert reads.stream("empty", 0, got) == 0 and got.pieces == []
-    assert reads.stream("missing", 10, got) is None and got.pieces == []
+    assert reads.stream(("GET", "empty"), 0, got) == 0 and got.pieces == []
+    assert reads.stream(("GET", "missing"), 10, got) is None and got.pieces == []
     # Another length than the record's: nothing is handed over, the rest is not read, and
     # the next command gets a connection that is not in the middle of that reply.
-    assert reads.stream("blob", 1000, got) == len(big) and got.pieces == []
+    assert reads.stream(("GET", "blob"), 1000, got) == len(big) and got.pieces == []
     assert reads.get("empty") == b""
-    assert reads.stream("blob", len(big), got) == len(big) and got.data == big
+    assert reads.stream(("GET", "blob"), len(big), got) == len(big) and got.data == big
+    got = Pieces()  # any command whose reply is one bulk string
+    assert reads.stream(("GETRANGE", "blob", "7", str((2 << 20) + 6)), 2 << 20, got) == 2 << 20
+    assert got.data == big[7:(2 << 20) + 7]
 
 
 def test_stream_error_replies_are_ours(admin: redis.Redis, server: RedisServer,
                                        db5: redis.Redis, reads: LightClient) -> None:
     db5.hset("hash", "f", "v")
     with pytest.raises(RemoteError, match="WRONGTYPE"):
-        reads.stream("hash", 1, Pieces())
+        reads.stream(("GET", "hash"), 1, Pieces())
     admin.execute_command("ACL", "SETUSER", "streamer", "on", ">spw", "resetkeys", "~ok:*",
                           "+@read", "+@connection")
     admin.set("ok:1", b"yes")
@@ -227,9 +230,9 @@ def test_stream_error_replies_are_ours(admin: redis.Redis, server: RedisServer,
     client = LightClient(address, timeout=1.0)
     try:
         with pytest.raises(PermissionDenied):
-            client.stream("secret:1", 3, Pieces())
+            client.stream(("GET", "secret:1"), 3, Pieces())
         got = Pieces()
-        assert client.stream("ok:1", 3, got) == 3 and got.data == b"yes"
+        assert client.stream(("GET", "ok:1"), 3, got) == 3 and got.data == b"yes"
     finally:
         client.close()
         admin.execute_command("ACL", "DELUSER", "streamer")
@@ -276,13 +279,13 @@ def test_a_value_cut_short_is_not_asked_for_again() -> None:
     client = LightClient(Address(host="127.0.0.1", port=server.port), timeout=2.0)
     try:
         got = Pieces()
-        assert client.stream("k", 3, got) == 3 and got.data == b"abc"
+        assert client.stream(("GET", "k"), 3, got) == 3 and got.data == b"abc"
         got = Pieces()
-        assert client.stream("k", 3, got) == 3 and got.data == b"abc"
+        assert client.stream(("GET", "k"), 3, got) == 3 and got.data == b"abc"
         assert server.connections == 2  # retried on a new connection, no harm done
         got = Pieces()
         with pytest.raises(RemoteUnavailable, match="closed"):
-            client.stream("k", 10, got)
+            client.stream(("GET", "k"), 10, got)
         assert got.data == b"abcd" and server.connections == 2
     finally:
         client.close()

@@ -109,7 +109,7 @@ def test_huge_outputs_stream_in_chunks(store, client, tmp_path, monkeypatch) -> 
     pieces: list[bytes] = []
     assert store.get(action, lambda piece: pieces.append(bytes(piece))) == entry
     assert b"".join(pieces) == body
-    assert len(pieces) >= 6 and max(map(len, pieces)) == 4096
+    assert len(pieces) >= 6 and max(map(len, pieces)) <= 4096
     # A second put of the same output finds the blob and only refreshes it.
     client.expire(f"t:o:{entry.output_id.hex()}", 50)
     put(store, tmp_path, body)
@@ -247,3 +247,24 @@ def test_get_inline_answers_a_batch_in_one_pipeline(store, client, tmp_path) -> 
     assert info.value.kind == "truncated"
     assert rest[2](pieces.append) is None  # a miss
     assert store.get_inline([]) == []
+
+
+def test_a_huge_blob_is_read_in_getrange_pieces_not_one_get(
+        redis_server: RedisServer, redis_client: redis.Redis, tmp_path: Path) -> None:
+    """Redis copies a whole reply into its output buffers before sending any of it: one GET
+    of a 256 MiB output cost Redis that much memory and outlasted the 0.5 s read timeout
+    (found by the benchmark: the get was a miss half the time). The light client streams
+    each GETRANGE piece instead."""
+    store = RedisStore(redis_server.url, prefix="t:", ttl=TTL, inline_max=INLINE_MAX,
+                       timeout=5.0, retries=1, max_connections=2)
+    try:
+        body = os.urandom(3 * redis_store.STREAM_CHUNK + 5)
+        action = os.urandom(32)
+        entry = put(store, tmp_path, body, action)
+        redis_client.config_resetstat()
+        assert fetch(store, action) == (entry, body)
+        stats = redis_client.info("commandstats")
+        assert stats["cmdstat_getrange"]["calls"] == 4
+        assert "cmdstat_get" not in stats
+    finally:
+        store.close()

@@ -76,8 +76,8 @@ else:
 
 STREAM_CHUNK = 4 * 1024 * 1024
 """Blobs larger than this travel in pieces this size (SETRANGE on the way in, GETRANGE on the
-way out through redis-py; the light client streams a single GET), so neither side holds a
-whole large output in memory."""
+way out), so neither side holds a whole large output in memory: not the helper, and not
+Redis, which copies a whole reply into its output buffers before it sends any of it."""
 
 UPLOAD_TTL = 600
 """Seconds a half-finished streamed upload may linger before Redis drops it."""
@@ -372,12 +372,7 @@ class RedisStore:
     def _read_blob(self, client: LightClient | redis.Redis, key: str, size: int,
                    sink: Sink) -> None:
         if isinstance(client, LightClient):
-            # Straight from the socket, whatever the size: the client's buffer bounds memory.
-            length = client.stream(key, size, sink)
-            if length is None:
-                raise RejectedEntry("missing_blob", "blob is gone")
-            if length != size:
-                raise RejectedEntry("truncated", "blob size differs from its record")
+            self._stream_blob(client, key, size, sink)
             return
         if size <= STREAM_CHUNK:
             data = cast(bytes | None, client.get(key))
@@ -396,6 +391,30 @@ class RedisStore:
                                     "blob is gone or shorter than its record")
             sink(piece)
             offset += len(piece)
+        if client.strlen(key) != size:
+            raise RejectedEntry("truncated", "blob size differs from its record")
+
+    @staticmethod
+    def _stream_blob(client: LightClient, key: str, size: int, sink: Sink) -> None:
+        """:meth:`_read_blob` on the light client: each reply goes from the socket to the
+        sink as it arrives. Still one GET up to STREAM_CHUNK and GETRANGE pieces above it:
+        Redis copies a whole reply into its output buffers before sending a byte, so one GET
+        of 256 MiB would cost Redis that much memory and outlast the read timeout."""
+        if size <= STREAM_CHUNK:
+            length = client.stream(("GET", key), size, sink)
+            if length is None:
+                raise RejectedEntry("missing_blob", "blob is gone")
+            if length != size:
+                raise RejectedEntry("truncated", "blob size differs from its record")
+            return
+        offset = 0
+        while offset < size:
+            end = min(offset + STREAM_CHUNK, size)
+            got = client.stream(("GETRANGE", key, str(offset), str(end - 1)), end - offset, sink)
+            if got != end - offset:  # GETRANGE of a missing key is empty, of a short one short
+                raise RejectedEntry("missing_blob" if offset == 0 and not got else "truncated",
+                                    "blob is gone or shorter than its record")
+            offset = end
         if client.strlen(key) != size:
             raise RejectedEntry("truncated", "blob size differs from its record")
 

@@ -184,17 +184,18 @@ class _Connection:
             self._reader.feed(self._buf, 0, n)  # type: ignore[arg-type]
         return replies
 
-    def stream(self, key: str, size: int, sink: Sink) -> int | None:
-        """``GET key``, its value handed to ``sink`` from the receive buffer as it arrives,
-        if it is ``size`` bytes long. Returns the value's length, ``None`` if there is no such
-        key; a value of another length is not read (and the connection not reused).
+    def stream(self, command: Sequence[str], size: int, sink: Sink) -> int | None:
+        """Send ``command``, whose reply is one bulk string (``GET``, ``GETRANGE``), and hand
+        that string to ``sink`` from the receive buffer as it arrives, if it is ``size`` bytes
+        long. Returns its length, ``None`` for a nil reply; a string of another length is not
+        read (and the connection not reused).
 
         Large outputs (95% of ``go build std``'s bytes) come this way: through hiredis, each
         would be copied twice more with the GIL held, into hiredis's buffer and then into a
         new bytes object whose pages the kernel must first zero.
         """
         self.delivered = False
-        self._sock.sendall(_pack(("GET", key)))
+        self._sock.sendall(_pack(command))
         buf, view = self._buf, self._view
         have = 0
         while True:
@@ -208,7 +209,7 @@ class _Connection:
                 break
             # An error line may be long; a length line is short.
             if have == _RECV or (have >= _HEAD_MAX and buf[:1] != b"-"):
-                raise RemoteError("Redis sent an unreadable reply to GET")
+                raise RemoteError(f"Redis sent an unreadable reply to {command[0]}")
         head = bytes(buf[:end])
         start = end + 2
         if head[:1] == b"-":
@@ -219,7 +220,7 @@ class _Connection:
         except ValueError:
             length = None
         if length is None:
-            raise RemoteError("Redis sent an unreadable reply to GET")
+            raise RemoteError(f"Redis sent an unreadable reply to {command[0]}")
         if length < 0:
             self.reusable = start == have
             return None
@@ -238,7 +239,7 @@ class _Connection:
                 if start < have:  # the CRLF after the value, maybe in two pieces
                     extra = bytes(buf[start:have])
                     if not tail.startswith(extra):
-                        raise RemoteError("Redis sent more than the value of GET")
+                        raise RemoteError(f"Redis sent more than the reply to {command[0]}")
                     tail = tail[len(extra):]
             if not left and not tail:
                 return length
@@ -269,10 +270,11 @@ class LightClient:
                 raise _reply_error(reply)
         return replies
 
-    def stream(self, key: str, size: int, sink: Sink) -> int | None:
-        """``GET key`` into ``sink`` in pieces (see :meth:`_Connection.stream`): each piece is
-        a view of a buffer that the next one overwrites, so ``sink`` must use it at once."""
-        return self._use(lambda conn: conn.stream(key, size, sink))
+    def stream(self, command: Sequence[str], size: int, sink: Sink) -> int | None:
+        """The bulk-string reply to ``command`` into ``sink`` in pieces (see
+        :meth:`_Connection.stream`): each piece is a view of a buffer that the next one
+        overwrites, so ``sink`` must use it at once."""
+        return self._use(lambda conn: conn.stream(command, size, sink))
 
     def _use(self, work: Callable[[_Connection], T]) -> T:
         """``work`` on a pooled connection, or a new one.
