@@ -208,7 +208,7 @@ class _Connection:
             if end >= 0:
                 break
             # An error line may be long; a length line is short.
-            if have == _RECV or (have >= _HEAD_MAX and buf[:1] != b"-"):
+            if have == len(buf) or (have >= _HEAD_MAX and buf[:1] != b"-"):
                 raise RemoteError(f"Redis sent an unreadable reply to {command[0]}")
         head = bytes(buf[:end])
         start = end + 2
