@@ -33,6 +33,7 @@ go through :mod:`redis_gocache.store.resp` without it.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import threading
@@ -62,6 +63,7 @@ from redis_gocache.store.topology import connect as connect_topology
 
 TYPE_CHECKING = False  # not typing's: a new runner's first Redis hit waits for this module
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any, cast
 
     import redis
@@ -369,39 +371,17 @@ class RedisStore:
         # Anything else, a miss or a record to reject included, is decided as get decides it.
         return lambda sink: self._serve(action_id, raw, sink)
 
-    def _read_blob(self, client: LightClient | redis.Redis, key: str, size: int,
-                   sink: Sink) -> None:
-        if isinstance(client, LightClient):
-            self._stream_blob(client, key, size, sink)
-            return
-        if size <= STREAM_CHUNK:
-            data = cast(bytes | None, client.get(key))
-            if data is None:
-                raise RejectedEntry("missing_blob", "blob is gone")
-            if len(data) != size:
-                raise RejectedEntry("truncated", "blob size differs from its record")
-            if data:
-                sink(data)
-            return
-        offset = 0
-        while offset < size:
-            piece = cast(bytes, client.getrange(key, offset, min(offset + STREAM_CHUNK, size) - 1))
-            if not piece:
-                raise RejectedEntry("missing_blob" if offset == 0 else "truncated",
-                                    "blob is gone or shorter than its record")
-            sink(piece)
-            offset += len(piece)
-        if client.strlen(key) != size:
-            raise RejectedEntry("truncated", "blob size differs from its record")
-
     @staticmethod
-    def _stream_blob(client: LightClient, key: str, size: int, sink: Sink) -> None:
-        """:meth:`_read_blob` on the light client: each reply goes from the socket to the
-        sink as it arrives. Still one GET up to STREAM_CHUNK and GETRANGE pieces above it:
-        Redis copies a whole reply into its output buffers before sending a byte, so one GET
-        of 256 MiB would cost Redis that much memory and outlast the read timeout."""
+    def _read_blob(client: LightClient | redis.Redis, key: str, size: int, sink: Sink) -> None:
+        """One GET up to STREAM_CHUNK, GETRANGE pieces above it: Redis copies a whole reply
+        into its output buffers before sending a byte, so one GET of 256 MiB would cost Redis
+        that much memory and outlast the read timeout. The light client hands each reply to
+        the sink as it arrives from the socket."""
+        read: Callable[[Sequence[str], int, Sink], int | None] = (
+            client.stream if isinstance(client, LightClient)
+            else functools.partial(_bulk_reply, client))
         if size <= STREAM_CHUNK:
-            length = client.stream(("GET", key), size, sink)
+            length = read(("GET", key), size, sink)
             if length is None:
                 raise RejectedEntry("missing_blob", "blob is gone")
             if length != size:
@@ -410,7 +390,7 @@ class RedisStore:
         offset = 0
         while offset < size:
             end = min(offset + STREAM_CHUNK, size)
-            got = client.stream(("GETRANGE", key, str(offset), str(end - 1)), end - offset, sink)
+            got = read(("GETRANGE", key, str(offset), str(end - 1)), end - offset, sink)
             if got != end - offset:  # GETRANGE of a missing key is empty, of a short one short
                 raise RejectedEntry("missing_blob" if offset == 0 and not got else "truncated",
                                     "blob is gone or shorter than its record")
@@ -599,6 +579,18 @@ def _translated(exc: Exception) -> RemoteError | None:
         # spans slots.
         return RemoteError(f"{type(exc).__name__}: {exc}")
     return None
+
+
+def _bulk_reply(client: Any, command: Sequence[str], size: int,
+                sink: Sink) -> int | None:
+    """:meth:`LightClient.stream` on redis-py: the bulk-string reply to ``command`` goes to
+    ``sink`` if it is ``size`` bytes long; returns its length, ``None`` for a nil reply."""
+    data: bytes | None = client.execute_command(*command)  # redis-py types it loosely
+    if data is None:
+        return None
+    if len(data) == size and data:
+        sink(data)
+    return len(data)
 
 
 def parse_record(raw: dict[bytes, bytes]) -> Entry:
