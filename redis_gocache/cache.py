@@ -93,6 +93,12 @@ class Cache:
         self.stats.local_hit(entry.size)
         return entry, path
 
+    def served_locally(self, action_id: bytes, fields: tuple[bytes, int, int, int]) -> None:
+        """Note a local hit the server answered itself (:meth:`Server._local_hits`) whose
+        Redis TTL is due for a refresh; ``fields`` as :func:`parse_fields` returns them."""
+        output_id, size, time_ns, _ = fields
+        self._note_served(action_id, Entry(output_id, size, time_ns), local=True)
+
     def _claim(self, action_id: bytes) -> Event | None:
         """``None`` if the caller now owns fetching ``action_id``; else the event that fires
         when whoever does own it is done."""

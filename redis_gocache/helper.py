@@ -93,6 +93,7 @@ def _serve(config: Config, proto_fd: int) -> int:
                     workers=config.workers, on_drained=report)
     status = server.serve()
     # cmd/go has its answers and its stdout is closed; the rest is housekeeping.
+    local.flush_marks()  # before the trim below goes by them
     cache.refresh_served()
     if tag is not None:
         prefetch.record(cache, remote, local.root, tag)

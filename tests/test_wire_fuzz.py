@@ -295,6 +295,20 @@ def test_the_plain_shortcut_agrees_with_the_json_parser(line: bytes) -> None:
     assert wire.parse_request(line) == expected
 
 
+@FUZZ
+@given(near_plain_lines(), st.binary(max_size=80), st.binary(max_size=80))
+def test_plain_get_reads_a_line_in_place_as_the_json_parser_does(
+        line: bytes, before: bytes, after: bytes) -> None:
+    """The local-hit fast path runs plain_get on a line inside the input buffer: it sees only
+    that line, whatever surrounds it, and what it accepts the JSON parser reads the same."""
+    buf = before + line + after
+    found = wire.plain_get(buf, len(before), len(before) + len(line))
+    assert found == wire.plain_get(line, 0, len(line))
+    if found is not None:
+        digits, action = found
+        assert wire._parse_json(line) == wire.Request(int(digits), wire.CMD_GET, action)
+
+
 def test_the_plain_shortcut_takes_what_cmd_go_writes(monkeypatch: pytest.MonkeyPatch) -> None:
     """cmd/go's own get and close lines never reach the JSON parser; other lines do."""
     def json_parser(line: bytes) -> wire.Request:

@@ -1,10 +1,12 @@
 """Trimming the local directory: by last use, by age, optionally down to a size cap.
 
 An output file's mtime is its last use, touched at most once per
-:data:`~redis_gocache.store.disk.USE_MARK_INTERVAL` (an hour). So a file used a moment ago may
-carry an mtime up to an hour old, and "never remove a file used in the last hour" means: never
-remove a file whose mtime is less than :data:`PROTECT` (two hours) old. A running ``go`` may
-still open a ``DiskPath`` it was handed; this is the margin that keeps it there.
+:data:`~redis_gocache.store.disk.USE_MARK_INTERVAL` (an hour), and up to
+:data:`~redis_gocache.store.disk.MARK_DELAY` (five minutes) after the use. So a file used a
+moment ago may carry an mtime up to an hour and five minutes old, and "never remove a file
+used in the last hour" means: never remove a file whose mtime is less than :data:`PROTECT`
+(two hours) old. A running ``go`` may still open a ``DiskPath`` it was handed; this is the
+margin that keeps it there.
 
 After outputs, the action log is rewritten without the records whose output is gone (a hit
 needs both) and without the records later ones replace; then ``tmp/`` debris older than an

@@ -25,27 +25,35 @@ length and skipped. ``refreshed`` is the epoch second of the last Redis TTL refr
 (:mod:`redis_gocache.ops.trim`) rewrites the log without the records of removed outputs and
 without the records later ones replace.
 
-An output file's mtime is its last use, touched at most once an hour, for trimming: right
-after the hit's answer is written, so the ``stat`` that decides it is not part of the time
-cmd/go waits for an answer.
+An output file's mtime is its last use, touched at most once an hour, for trimming. The
+``stat`` that decides it is not made on the hit: the hit queues it (:meth:`DiskStore.mark_soon`)
+and a thread that sleeps between rounds makes the queued ones at most :data:`MARK_DELAY`
+later, or the helper after its last answer. A ``stat`` per hit, even after the answer, cost a
+warm ``go build std`` about 12 ms (docs/design.md, "The warm path").
 """
 
 from __future__ import annotations
 
 import os
 import time
-from _thread import allocate_lock
+from _thread import allocate_lock, start_new_thread
 
 from redis_gocache.exceptions import LocalStoreError
 from redis_gocache.store.entry import Entry
 
 TYPE_CHECKING = False  # not typing's: see redis_gocache.config
 if TYPE_CHECKING:
+    from _thread import LockType
     from typing import IO
 
 USE_MARK_INTERVAL = 3600.0
 """Seconds between two updates of an output file's mtime; a coarse mark is enough for trimming
 and saves a syscall on nearly every hit."""
+
+MARK_DELAY = 300.0
+"""Longest a queued use mark waits (seconds). The trim never removes a file marked within
+``USE_MARK_INTERVAL + MARK_DELAY`` (its ``PROTECT`` is larger), so a file a running ``go`` was
+handed stays while that ``go`` may still open it."""
 
 _HASH_CHUNK = 1 << 20
 
@@ -160,6 +168,9 @@ class DiskStore:
         self._log_fd: int | None = None
         self._log_ino = 0
         self._appended: list[bytes] = []  # this process's records, in case the log is replaced
+        self._marks: list[str] = []  # outputs to mark used (mark_soon)
+        self._marker: LockType | None = None  # held while the marking thread should go on
+        self.mark_delay = MARK_DELAY
 
     def open(self) -> DiskStore:
         """Create the directory (mode 0700) if needed.
@@ -183,7 +194,10 @@ class DiskStore:
 
     # -- the action log -----------------------------------------------------------------
 
-    def _records(self) -> dict[str, str]:
+    def index(self) -> dict[str, str]:
+        """Action hex -> its latest record line (:func:`parse_fields` reads one), loaded from
+        the log on first use; shared, not a copy. The reader's fast path for local hits
+        (:mod:`redis_gocache.server`) reads it directly; only this class writes it."""
         index = self._index
         if index is None:
             with self._load_lock:
@@ -194,7 +208,7 @@ class DiskStore:
 
     def has(self, action_hex: str) -> bool:
         """Whether the log holds a record for this action (its output may still be gone)."""
-        return action_hex in self._records()
+        return action_hex in self.index()
 
     def lookup(self, action_hex: str) -> tuple[Entry, str, float] | None:
         """The entry of a recorded action, the path of its output file, and the time its
@@ -205,7 +219,7 @@ class DiskStore:
         becomes its miss, and it builds and puts again). The caller marks the use with
         :meth:`mark_used` after answering.
         """
-        line = self._records().get(action_hex)
+        line = self.index().get(action_hex)
         if line is None:
             return None
         record = parse_record(line)
@@ -224,15 +238,42 @@ class DiskStore:
         except OSError:
             pass  # A file we cannot mark is not worth failing anything for.
 
+    def mark_soon(self, path: str) -> None:
+        """Queue :meth:`mark_used` for ``path``: done within :attr:`mark_delay` seconds by a
+        thread, or by :meth:`flush_marks`, whichever comes first."""
+        self.mark_queue().append(path)
+
+    def mark_queue(self) -> list[str]:
+        """The queue behind :meth:`mark_soon`, for a caller that appends to it in a loop; the
+        thread that works it off is running once this returns."""
+        if self._marker is None:
+            self._marker = allocate_lock()
+            self._marker.acquire()
+            start_new_thread(self._mark_loop, (self._marker,))
+        return self._marks
+
+    def _mark_loop(self, running: LockType) -> None:
+        # Sleeps on the lock: close() releases it, and the thread ends at once.
+        while not running.acquire(timeout=self.mark_delay):
+            self.flush_marks()
+        running.release()
+
+    def flush_marks(self) -> None:
+        """Make the queued use marks now (the marking thread, or the helper after its last
+        answer, before a trim goes by them)."""
+        marks = self._marks
+        while marks:
+            self.mark_used(marks.pop())  # pop, not a swap: safe against a concurrent append
+
     def write_action(self, action_hex: str, entry: Entry, refreshed: float | None = None) -> None:
         """Record an action whose output is in place (``refreshed``: now by default)."""
         line = format_record(action_hex, entry, time.time() if refreshed is None else refreshed)
-        self._records()[action_hex] = line
+        self.index()[action_hex] = line
         self._append(line.encode("ascii"))
 
     def mark_refreshed(self, action_hexes: list[str]) -> None:
         """Record that these actions' Redis TTLs were just refreshed: one write for all."""
-        index = self._records()
+        index = self.index()
         now = time.time()
         lines: list[str] = []
         for action_hex in action_hexes:
@@ -261,8 +302,13 @@ class DiskStore:
         self._appended.append(data)
 
     def close(self) -> None:
-        """Close the log. If a trim replaced it while this process was appending to the old
-        file, append this process's records to the new one, so they are not lost."""
+        """Make the queued use marks and stop their thread; close the log. If a trim replaced
+        the log while this process was appending to the old file, append this process's
+        records to the new one, so they are not lost."""
+        self.flush_marks()
+        marker, self._marker = self._marker, None
+        if marker is not None:
+            marker.release()
         fd, self._log_fd = self._log_fd, None
         if fd is None:
             return
@@ -361,9 +407,11 @@ def format_record(action_hex: str, entry: Entry, refreshed: float) -> str:
             f"{int(refreshed):010d}\n")
 
 
-def parse_record(line: str) -> tuple[Entry, float] | None:
-    """The entry and refresh time of one action-log line; ``None`` for anything malformed.
-    Fields sit at fixed offsets (this runs on every local hit)."""
+def parse_fields(line: str) -> tuple[bytes, int, int, int] | None:
+    """The output ID, size, put time (ns) and refresh time (epoch seconds) of one action-log
+    line; ``None`` for anything malformed. Fields sit at fixed offsets, and no object is made
+    beyond the tuple: a warm runner runs this on every local hit. The output's hex is
+    ``line[65:129]``, checked here to be exactly what this helper writes."""
     if len(line) != RECORD_SIZE or line[-1] != "\n" or line[64] != " " or line[129] != " " \
             or line[145] != " " or line[165] != " ":
         return None
@@ -377,6 +425,15 @@ def parse_record(line: str) -> tuple[Entry, float] | None:
     if len(output_id) != ID_BYTES or output_id.hex() != line[65:129] \
             or size < 0 or time_ns < 0 or refreshed < 0:
         return None
+    return output_id, size, time_ns, refreshed
+
+
+def parse_record(line: str) -> tuple[Entry, float] | None:
+    """The entry and refresh time of one action-log line; ``None`` for anything malformed."""
+    fields = parse_fields(line)
+    if fields is None:
+        return None
+    output_id, size, time_ns, refreshed = fields
     return Entry(output_id, size, time_ns), float(refreshed)
 
 
