@@ -128,8 +128,8 @@ class Server:
         at a time, so each step here is paid a thousand times a build, with the CPU's caches
         cold from cmd/go's own work in between: per hit, this path costs the build about
         half of what ``readline``, ``parse_request``, ``_get`` and ``Cache.get_local`` did
-        (docs/design.md, "The warm path"). It does what they do for a local hit, and the
-        answers are the same bytes (tests/test_server.py checks both paths).
+        (docs/design.md, "The warm path"). It does what they do for a local hit, with the
+        same answers (tests/test_local_hits.py checks both paths).
         """
         inp = self._input
         cache = self.cache
@@ -166,7 +166,7 @@ class Server:
                     return
                 output_id, size, time_ns, refreshed = fields
                 hexid = record[65:129]
-                path = f"{outputs}{hexid[:2]}/{hexid}"
+                path = f"{outputs}{hexid[:2]}/{hexid}"  # DiskStore.output_path, inlined
                 send(b'{"ID":' + digits + wire.hit_tail(output_id, size, time_ns, path))
                 pos = end + 1
                 requested.append(action_id)

@@ -217,7 +217,7 @@ class DiskStore:
         The output file is not looked at: a record is written only once its output is in
         place, and cmd/go checks the size of every file it is handed (a file that has gone
         becomes its miss, and it builds and puts again). The caller marks the use with
-        :meth:`mark_used` after answering.
+        :meth:`mark_soon` after answering.
         """
         line = self.index().get(action_hex)
         if line is None:
