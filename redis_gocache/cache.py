@@ -53,6 +53,9 @@ class Cache:
         self._uploads: ThreadPoolExecutor | None = None
         self.requested: list[bytes] = []
         """Every action id cmd/go asked for, in order: the manifest for the next new runner."""
+        self.kept_hits: list[bytes] = []
+        """Action ids answered from the answers kept by the last run (redis_gocache.answers),
+        whose Redis TTL refresh :meth:`refresh_served` decides from their records."""
         # Fetches under way, so a get and the prefetcher never fetch one entry twice.
         self._inflight: dict[bytes, Event] = {}
         self._inflight_lock = allocate_lock()
@@ -313,6 +316,13 @@ class Cache:
 
     def refresh_served(self) -> None:
         """Push out the Redis TTL of what this run served (locally: at most daily)."""
+        if self.remote is not None and self.kept_hits:
+            stale = time.time() - REFRESH_INTERVAL
+            for action_id in self.kept_hits:
+                found = self.local.lookup(action_id.hex())
+                if found is not None and found[2] < stale:
+                    self._note_served(action_id, found[0], local=True)
+            self.kept_hits = []
         with self._served_lock:
             served, self._served = self._served, []
         if self.remote is None or not served:

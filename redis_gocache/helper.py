@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from redis_gocache.remote import Remote
     from redis_gocache.stats import Stats
     from redis_gocache.store.base import RemoteStore
+    from redis_gocache.store.disk import DiskStore
     from redis_gocache.store.spill import SpillDir
 
 
@@ -78,11 +79,14 @@ def _serve(config: Config, proto_fd: int) -> int:
         log(str(exc))
         remote = None
     cache = Cache(local, remote, stats)
+    from redis_gocache import answers, prefetch
+
+    command = prefetch.command_tag()
+    marker = prefetch.marker_path(local.root, command)
+    kept = answers.load(marker, local.root)
     tag = None
     if remote is not None and not config.no_prefetch:
-        from redis_gocache import prefetch
-
-        tag = prefetch.maybe_start(cache, remote, local.root, log)
+        tag = prefetch.maybe_start(cache, remote, local.root, log, command)
 
     def report() -> None:
         if config.verbose:
@@ -90,13 +94,18 @@ def _serve(config: Config, proto_fd: int) -> int:
             sys.stderr.flush()
 
     server = Server(cache, in_fd=0, out_fd=proto_fd, stats=stats, log=log,
-                    workers=config.workers, on_drained=report)
+                    workers=config.workers, on_drained=report, answers=kept)
     status = server.serve()
     # cmd/go has its answers and its stdout is closed; the rest is housekeeping.
     local.flush_marks()  # before the trim below goes by them
+    # The kept answers are still right if they answered every get and nothing was put.
+    all_kept = (cache.kept_hits == cache.requested and len(kept) == len(cache.requested)
+                and not stats.puts)
     cache.refresh_served()
     if tag is not None:
         prefetch.record(cache, remote, local.root, tag)
+    if not all_kept and cache.requested:
+        _keep_answers(marker, local, cache.requested)
     _end_of_run(config, remote, stats, local.root)
     cache.close()
     if config.stats_file:
@@ -105,6 +114,17 @@ def _serve(config: Config, proto_fd: int) -> int:
         except OSError as exc:
             log(f"cannot write the stats file: {exc}")
     return status
+
+
+def _keep_answers(marker: str, local: DiskStore, requested: list[bytes]) -> None:
+    """Keep this run's answers for the next run of the same go command (unless every get was
+    answered from the ones kept before, which are then still right)."""
+    from redis_gocache import answers
+
+    try:
+        answers.save(marker, local.root, answers.lines_for(requested, local))
+    except OSError as exc:
+        log(f"cannot keep this run's answers: {exc}")
 
 
 def _end_of_run(config: Config, remote: Remote | None, stats: Stats, root: str) -> None:

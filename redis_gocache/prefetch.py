@@ -145,12 +145,14 @@ class Prefetcher:
 
 
 def maybe_start(cache: Cache, remote: Remote | None, local_root: str,
-                log: Callable[[str], None]) -> str | None:
-    """Start prefetching if this runner has not run this go command before; returns the tag
-    (``None`` when there is no Redis to prefetch from)."""
+                log: Callable[[str], None], tag: str | None = None) -> str | None:
+    """Start prefetching if this runner has not run this go command (``tag``, by default
+    :func:`command_tag`) before; returns the tag (``None`` when there is no Redis to prefetch
+    from)."""
     if remote is None or not remote.readable:
         return None
-    tag = command_tag()
+    if tag is None:
+        tag = command_tag()
     if not os.path.exists(marker_path(local_root, tag)):
         cache.prefetcher = Prefetcher(cache, remote, tag, log).start()
     return tag

@@ -55,6 +55,7 @@ class Server:
         log: Callable[[str], None],
         workers: int,
         on_drained: Callable[[], None] | None = None,
+        answers: dict[bytes, bytes] | None = None,
     ) -> None:
         self.cache = cache
         self.stats = stats
@@ -65,6 +66,8 @@ class Server:
         self._broken = False
         self._workers = workers
         self._on_drained = on_drained
+        # Answers kept from the last run of this go command (redis_gocache.answers).
+        self._answers = answers if answers is not None else {}
         self._pool: ThreadPoolExecutor | None = None
         self._slots: BoundedSemaphore | None = None
 
@@ -133,9 +136,11 @@ class Server:
         """
         inp = self._input
         cache = self.cache
-        index = cache.local.index()
-        outputs = cache.local.root + "/o/"
+        answers = self._answers
+        index: dict[str, str] | None = None  # the action log, read when first needed
+        root = cache.local.root + "/"
         requested = cache.requested
+        kept_hits = cache.kept_hits
         send = self.send
         marks = cache.local.mark_queue()
         # Entries whose Redis TTL was refreshed before this get their refresh after the run.
@@ -158,6 +163,19 @@ class Server:
                 if get is None:
                     return
                 digits, action_id = get
+                kept = answers.get(action_id)
+                if kept is not None:
+                    _, size_text, relative, tail = kept.split(b" ", 3)
+                    send(b'{"ID":' + digits + tail + b"\n")
+                    pos = end + 1
+                    requested.append(action_id)
+                    kept_hits.append(action_id)  # their TTL refresh is decided after the run
+                    hits += 1
+                    hit_bytes += int(size_text)
+                    marks.append(root + relative.decode())  # DiskStore.mark_soon
+                    continue
+                if index is None:
+                    index = cache.local.index()
                 record = index.get(action_id.hex())
                 if record is None:
                     return
@@ -166,7 +184,7 @@ class Server:
                     return
                 output_id, size, time_ns, refreshed = fields
                 hexid = record[65:129]
-                path = f"{outputs}{hexid[:2]}/{hexid}"  # DiskStore.output_path, inlined
+                path = f"{root}o/{hexid[:2]}/{hexid}"  # DiskStore.output_path, inlined
                 send(b'{"ID":' + digits + wire.hit_tail(output_id, size, time_ns, path))
                 pos = end + 1
                 requested.append(action_id)

@@ -52,9 +52,10 @@ class Run:
 
         s.cache.get_local = spy  # type: ignore[method-assign]
 
-    def serve(self, requests: bytes, pieces: int = 0) -> dict[int, bytes]:
+    def serve(self, requests: bytes, pieces: int = 0,
+              answers: dict[bytes, bytes] | None = None) -> dict[int, bytes]:
         """Serve ``requests`` (written in ``pieces`` bytes at a time through a pipe, when
-        given) and return each answer line by its ID."""
+        given; with ``answers`` kept from a last run) and return each answer line by its ID."""
         out_path = self.tmp / "answers"
         out_fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         if pieces:
@@ -72,7 +73,7 @@ class Run:
             (self.tmp / "requests").write_bytes(requests)
             in_fd = os.open(self.tmp / "requests", os.O_RDONLY)
         server = Server(self.s.cache, in_fd=in_fd, out_fd=out_fd, stats=self.s.stats,
-                        log=self.s.logged.append, workers=2)
+                        log=self.s.logged.append, workers=2, answers=answers)
         assert server.serve() == 0
         if pieces:
             writer.join()

@@ -212,7 +212,8 @@ def trim(max_age: str | None, max_size: str | None, dry_run: bool, as_json: bool
         return
     verb = "would remove" if dry_run else "removed"
     line = (f"{verb} {total.outputs_removed} outputs ({human_bytes(total.bytes_removed)}), "
-            f"{total.actions_removed} action records, {total.tmp_removed} temporary files; "
+            f"{total.actions_removed} action records, {total.tmp_removed} temporary files, "
+            f"{total.commands_removed} command markers; "
             f"kept {total.outputs_kept} outputs ({human_bytes(total.bytes_kept)})")
     if total.protected:
         line += f", {total.protected} of them because they were used within the last hour"

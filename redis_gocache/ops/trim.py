@@ -10,8 +10,10 @@ margin that keeps it there.
 
 After outputs, the action log is rewritten without the records whose output is gone (a hit
 needs both) and without the records later ones replace; then ``tmp/`` debris older than an
-hour (a crashed helper's half-written file) is removed. A helper appending to the log while
-it is replaced appends its records again when it ends (:meth:`DiskStore.close`).
+hour (a crashed helper's half-written file) is removed, and the markers of commands not run
+within the age limit, with the answers kept for them (:mod:`redis_gocache.answers`). A helper
+appending to the log while it is replaced appends its records again when it ends
+(:meth:`DiskStore.close`).
 
 The helper calls :func:`maybe_auto_trim` after its last answer: one ``stat`` of a marker
 file when a trim is not due, a trim at most once per :data:`AUTO_INTERVAL`.
@@ -60,6 +62,7 @@ class TrimResult:
     bytes_removed: int = 0
     actions_removed: int = 0
     tmp_removed: int = 0
+    commands_removed: int = 0  # command markers, with their kept answers (m/<tag>)
     outputs_kept: int = 0
     bytes_kept: int = 0
     protected: int = 0  # kept because used within PROTECT, though old or over the cap
@@ -190,6 +193,20 @@ def trim_root(
         path = os.path.join(tmp, name)
         if _older_than(path, now, TMP_MAX_AGE) and _remove(path, dry_run):
             result.tmp_removed += 1
+
+    # A command not run within max_age loses its marker and kept answers (a few hundred KiB
+    # each): its next run prefetches and keeps answers again. A stray temporary file of the
+    # answers' own (a helper killed while writing one) goes after an hour.
+    commands = os.path.join(root, "m")
+    try:
+        names = os.listdir(commands)
+    except OSError:
+        names = []
+    for name in names:
+        path = os.path.join(commands, name)
+        limit = TMP_MAX_AGE if name.endswith(".tmp") else max_age
+        if _older_than(path, now, limit) and _remove(path, dry_run):
+            result.commands_removed += 1
     return result
 
 

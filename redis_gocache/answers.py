@@ -1,0 +1,127 @@
+"""Answers kept from the last run of the same ``go`` command, for a warm runner's local hits.
+
+A warm runner's build is a thousand local hits, and cmd/go waits for each answer. Building an
+answer from its action record (read the fields, base64 the output ID, format the time,
+escape the path) was about half of what the helper spent per hit inside a real build
+(docs/design.md, "The warm path"). CI runs the same commands again and again, so at the end
+of a run the helper keeps the answers it could give for the actions the command asked for;
+the next run of that command loads them once and answers each such get with a dictionary
+lookup and one write.
+
+They live in the command's marker file, ``m/<tag>`` in the local root (the tag of
+:func:`redis_gocache.prefetch.command_tag`), which already means "this runner has run this
+command": one line holding the local root, then one line per action::
+
+    <action ID, base64> <size> <output path under the root> <the answer after its ID>
+
+and last, the CRC-32 of everything before it as 8 hex digits. An empty marker, a file
+written for another root (a copied cache directory), a torn or altered one: no answers, and
+every get takes the usual path. An answer kept here can only be out of date in harmless
+ways: its output file is content-addressed, so it is the right body or it is gone (the
+trim), and cmd/go treats a missing file as a miss, which it builds and puts again.
+"""
+
+from __future__ import annotations
+
+import os
+from binascii import a2b_base64, b2a_base64, crc32
+
+from redis_gocache.store.disk import parse_fields
+from redis_gocache.wire import hit_tail
+
+TYPE_CHECKING = False  # not typing's: see redis_gocache.config
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from redis_gocache.store.disk import DiskStore
+
+MAX_BYTES = 64 << 20
+"""Largest answers file read (a command asking for some 200,000 actions); a larger one is
+ignored, and the next run writes a new one."""
+
+
+def load(path: str, root: str) -> dict[bytes, bytes]:
+    """Action ID -> its kept line, from the file at ``path`` if it is whole and was written for
+    ``root``; else empty."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return {}
+    try:
+        data = os.read(fd, MAX_BYTES + 1)
+    except OSError:
+        return {}
+    finally:
+        os.close(fd)
+    if len(data) > MAX_BYTES or len(data) < 9 or data[-1:] != b"\n":
+        return {}
+    body = data[:-9]
+    if b"%08x" % crc32(body) != data[-9:-1]:
+        return {}
+    lines = body.split(b"\n")
+    if lines.pop() != b"" or lines[0] != root.encode("utf-8", "surrogateescape"):
+        return {}
+    answers: dict[bytes, bytes] = {}
+    try:
+        for line in lines[1:]:
+            answers[a2b_base64(line[:44], strict_mode=True)] = line
+    except ValueError:  # binascii.Error: the CRC matched, so not ours to make sense of
+        return {}
+    return answers
+
+
+def line_for(action_id: bytes, record: str, root: str) -> bytes | None:
+    """The kept line for an action whose action-log record is ``record``; ``None`` if the
+    record does not parse."""
+    fields = parse_fields(record)
+    if fields is None:
+        return None
+    output_id, size, time_ns, _ = fields
+    hexid = record[65:129]
+    relative = f"o/{hexid[:2]}/{hexid}"
+    tail = hit_tail(output_id, size, time_ns, f"{root}/{relative}")
+    return b"%s %d %s %s" % (b2a_base64(action_id, newline=False), size, relative.encode(),
+                             tail[:-1])
+
+
+def lines_for(action_ids: Iterable[bytes], local: DiskStore) -> list[bytes]:
+    """The kept lines for the actions a run asked for, in order, once each, for those with a
+    well-formed local record."""
+    index = local.index()
+    seen: set[bytes] = set()
+    lines: list[bytes] = []
+    for action_id in action_ids:
+        if action_id in seen:
+            continue
+        seen.add(action_id)
+        record = index.get(action_id.hex())
+        if record is not None:
+            line = line_for(action_id, record, local.root)
+            if line is not None:
+                lines.append(line)
+    return lines
+
+
+def save(path: str, root: str, lines: list[bytes]) -> None:
+    """Write the answers file at ``path`` whole: a temporary file (mode 0600) renamed over it.
+    Raises OSError."""
+    body = b"\n".join([root.encode("utf-8", "surrogateescape"), *lines, b""])
+    data = body + b"%08x\n" % crc32(body)
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.close(fd)
+        fd = -1
+        os.replace(tmp, path)
+    except OSError:
+        if fd >= 0:
+            os.close(fd)
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
