@@ -106,6 +106,11 @@ def _serve(config: Config, proto_fd: int) -> int:
         prefetch.record(cache, remote, local.root, tag)
     if not all_kept and cache.requested:
         _keep_answers(marker, local, cache.requested)
+    elif all_kept and kept:
+        try:
+            os.utime(marker)  # run again: the trim goes by this mtime
+        except OSError:
+            pass
     _end_of_run(config, remote, stats, local.root)
     cache.close()
     if config.stats_file:

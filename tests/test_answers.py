@@ -149,7 +149,10 @@ def test_the_next_run_of_a_command_answers_from_what_the_last_kept(tmp_path: Pat
     assert len(markers) == 1 and markers[0].read_bytes().count(b"\n") == 4  # root, a, b, CRC
     # Without the action log, only the kept answers can serve these.
     (cache / "v1" / "actions").unlink()
+    long_ago = time.time() - 3 * DAY
+    os.utime(markers[0], (long_ago, long_ago))
     again = serve_gets(cache, [a, b])
+    assert time.time() - markers[0].stat().st_mtime < 60  # run again: kept from the trim
     assert [without_id(json.dumps(x).encode()) for x in again] == \
         [without_id(json.dumps(x).encode()) for x in first]
     # A copy of the directory serves its own files, not the original's: the kept answers name
