@@ -2,11 +2,11 @@
 
 A warm runner's build is a thousand local hits, and cmd/go waits for each answer. Building an
 answer from its action record (read the fields, base64 the output ID, format the time,
-escape the path) was about half of what the helper spent per hit inside a real build
-(docs/design.md, "The warm path"). CI runs the same commands again and again, so at the end
-of a run the helper keeps the answers it could give for the actions the command asked for;
-the next run of that command loads them once and answers each such get with a dictionary
-lookup and one write.
+escape the path) was most of what the helper spent per hit beyond the least a Python helper
+can spend (docs/design.md, "The warm path"). CI runs the same commands again and again, so at
+the end of a run the helper keeps the answers it could give for the actions the command asked
+for; the next run of that command loads them once and answers each such get with a
+dictionary lookup and one write.
 
 They live in the command's marker file, ``m/<tag>`` in the local root (the tag of
 :func:`redis_gocache.prefetch.command_tag`), which already means "this runner has run this
