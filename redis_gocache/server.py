@@ -6,7 +6,8 @@ Threads:
 * the reader (the main thread) parses requests, streams put bodies to local disk, and answers
   local hits and puts itself: these need no network, and handing them to another thread would
   cost more than doing them. Runs of plain gets that hit locally (all of a warm runner's
-  build) take :meth:`Server._local_hits`, which answers them straight from the input buffer;
+  build) take :meth:`Server._local_hits`, which answers them straight from the input buffer,
+  with the answers the last run of the same go command kept where it has them;
 * a bounded pool of get workers serves local misses from Redis;
 * the cache's uploaders send puts to Redis in the background.
 
@@ -125,7 +126,9 @@ class Server:
     def _local_hits(self) -> None:
         """Answer plain gets that hit the local directory, straight from the input buffer,
         until a line needs more than that (any other request, a miss, a record that does not
-        parse) or the input runs dry; that line is left unread for :meth:`serve`.
+        parse) or the input runs dry; that line is left unread for :meth:`serve`. An answer
+        kept by the last run of this go command (:mod:`redis_gocache.answers`) is sent as it
+        is; any other is built from the action log, read only then.
 
         This is a warm runner's whole build, and cmd/go waits for every answer, one or two
         at a time, so each step here is paid a thousand times a build, with the CPU's caches
