@@ -12,11 +12,10 @@ from typing import Any
 import pytest
 
 from redis_gocache import answers, wire
-from redis_gocache.cache import REFRESH_INTERVAL
 from redis_gocache.ops.trim import trim_root
 from tests.gocmd import GoCmd, helper_env
 from tests.test_cache import Setup
-from tests.test_local_hits import Run, plain_get, without_id
+from tests.test_local_hits import Run, fresh_and_stale, plain_get, without_id
 
 DAY = 86400.0
 
@@ -94,12 +93,7 @@ def test_a_run_answers_kept_hits_without_reading_the_log(tmp_path: Path) -> None
 
 def test_kept_hits_get_their_redis_ttl_refreshed_when_due(tmp_path: Path) -> None:
     s = Setup(tmp_path)
-    fresh, stale = os.urandom(32), os.urandom(32)
-    s.put(fresh, b"fresh")
-    s.put(stale, b"stale")
-    found = s.local.lookup(stale.hex())
-    assert found is not None
-    s.local.write_action(stale.hex(), found[0], refreshed=time.time() - REFRESH_INTERVAL - 60)
+    fresh, stale = fresh_and_stale(s)
     kept = kept_for(s, [fresh, stale])
     s.cache.close()
     run = Run(Setup(tmp_path, memory=s.memory), tmp_path)

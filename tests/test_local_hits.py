@@ -140,14 +140,20 @@ def test_a_broken_record_is_left_to_the_general_path(tmp_path: Path) -> None:
     assert "DiskPath" in json.loads(answers[1]) and run.s.stats.remote_hits == 1
 
 
-def test_fast_local_hits_refresh_stale_redis_ttls(tmp_path: Path) -> None:
-    s = Setup(tmp_path)
+def fresh_and_stale(s: Setup) -> tuple[bytes, bytes]:
+    """Two local entries: one whose Redis TTL was refreshed just now, one over a day ago."""
     fresh, stale = os.urandom(32), os.urandom(32)
     s.put(fresh, b"fresh")
     s.put(stale, b"stale")
     found = s.local.lookup(stale.hex())
     assert found is not None
     s.local.write_action(stale.hex(), found[0], refreshed=time.time() - REFRESH_INTERVAL - 60)
+    return fresh, stale
+
+
+def test_fast_local_hits_refresh_stale_redis_ttls(tmp_path: Path) -> None:
+    s = Setup(tmp_path)
+    fresh, stale = fresh_and_stale(s)
     s.cache.close()
     run = Run(Setup(tmp_path, memory=s.memory), tmp_path)
     run.serve(plain_get(1, fresh) + plain_get(2, stale))

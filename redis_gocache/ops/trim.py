@@ -185,11 +185,7 @@ def trim_root(
     _trim_log(root, present, gone, result, dry_run, step)
 
     tmp = os.path.join(root, "tmp")
-    try:
-        names = os.listdir(tmp)
-    except OSError:
-        names = []
-    for name in names:
+    for name in _names(tmp):
         path = os.path.join(tmp, name)
         if _older_than(path, now, TMP_MAX_AGE) and _remove(path, dry_run):
             result.tmp_removed += 1
@@ -198,16 +194,20 @@ def trim_root(
     # each): its next run prefetches and keeps answers again. A stray temporary file of the
     # answers' own (a helper killed while writing one) goes after an hour.
     commands = os.path.join(root, "m")
-    try:
-        names = os.listdir(commands)
-    except OSError:
-        names = []
-    for name in names:
+    for name in _names(commands):
         path = os.path.join(commands, name)
         limit = TMP_MAX_AGE if name.endswith(".tmp") else max_age
         if _older_than(path, now, limit) and _remove(path, dry_run):
             result.commands_removed += 1
     return result
+
+
+def _names(directory: str) -> list[str]:
+    """The entries of ``directory``; none if it cannot be listed (or is not there)."""
+    try:
+        return os.listdir(directory)
+    except OSError:
+        return []
 
 
 def _output_path(root: str, oid: str) -> str:
