@@ -48,12 +48,14 @@ def load(path: str, root: str) -> dict[bytes, bytes]:
     except OSError:
         return {}
     try:
-        data = os.read(fd, MAX_BYTES + 1)
+        size = os.fstat(fd).st_size
+        # Exactly the size: os.read allocates all it is asked for before reading.
+        data = os.read(fd, size) if 9 <= size <= MAX_BYTES else b""
     except OSError:
         return {}
     finally:
         os.close(fd)
-    if len(data) > MAX_BYTES or len(data) < 9 or data[-1:] != b"\n":
+    if len(data) != size or data[-1:] != b"\n":
         return {}
     body = data[:-9]
     if b"%08x" % crc32(body) != data[-9:-1]:
