@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 from binascii import a2b_base64, b2a_base64, crc32
 
-from redis_gocache.store.disk import parse_fields
+from redis_gocache.store.disk import parse_fields, replace_private
 from redis_gocache.wire import hit_tail
 
 TYPE_CHECKING = False  # not typing's: see redis_gocache.config
@@ -105,25 +105,8 @@ def lines_for(action_ids: Iterable[bytes], local: DiskStore) -> list[bytes]:
 
 
 def save(path: str, root: str, lines: list[bytes]) -> None:
-    """Write the answers file at ``path`` whole: a temporary file (mode 0600) renamed over it.
-    Raises OSError."""
+    """Write the answers file at ``path`` whole (:func:`replace_private`). Raises OSError."""
     body = b"\n".join([root.encode("utf-8", "surrogateescape"), *lines, b""])
     data = body + b"%08x\n" % crc32(body)
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.close(fd)
-        fd = -1
-        os.replace(tmp, path)
-    except OSError:
-        if fd >= 0:
-            os.close(fd)
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    replace_private(path, data)

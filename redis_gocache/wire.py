@@ -114,8 +114,8 @@ def plain_get(buf: bytes, start: int, end: int) -> tuple[bytes, bytes] | None:
     if not digits.isdigit() or (comma - start > 7 and buf[start + 6] == 48):  # no "07"
         return None
     try:
-        action_id = binascii.a2b_base64(buf[comma + 29:comma + 29 + _B64_ID_LEN],
-                                        strict_mode=True)
+        at = comma + len(_GET_MIDDLE)
+        action_id = binascii.a2b_base64(buf[at:at + _B64_ID_LEN], strict_mode=True)
     except binascii.Error:
         return None
     return (digits, action_id) if len(action_id) == ID_SIZE else None

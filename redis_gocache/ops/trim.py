@@ -35,6 +35,7 @@ from redis_gocache.store.disk import (
     auto_trim_due,
     parse_record,
     read_action_log,
+    replace_private,
     touch_private,
 )
 
@@ -240,16 +241,10 @@ def _trim_log(root: str, present: set[str], gone: set[str], result: TrimResult,
             result.actions_removed += 1
     if dry_run or size == len(kept) * RECORD_SIZE:
         return  # Nothing to drop: no rewrite, so no window for a concurrent append to fall in.
-    tmp = f"{log}.{os.getpid()}.tmp"
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, "".join(kept).encode("ascii"))
-        finally:
-            os.close(fd)
-        os.replace(tmp, log)
+        replace_private(log, "".join(kept).encode("ascii"))
     except OSError:
-        _remove(tmp, False)
+        pass  # The log stays as it was: the next trim tries again.
 
 
 def roots(cache_dir: str) -> Iterable[str]:

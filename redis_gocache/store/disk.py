@@ -395,6 +395,25 @@ def touch_private(path: str, when: float | None = None) -> None:
     os.utime(path, None if when is None else (when, when))
 
 
+def replace_private(path: str, data: bytes) -> None:
+    """Make ``path`` hold ``data`` (mode 0600 if new), whole or not at all: a temporary file
+    beside it, renamed over it, so a concurrent reader sees the old content or the new.
+    Raises OSError, and leaves no temporary file behind."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError:
+        discard(tmp)
+        raise
+
+
 def open_private(path: str) -> IO[str]:
     """``open(path, "w")``, but a new file gets mode 0600 whatever the umask."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
