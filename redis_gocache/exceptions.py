@@ -81,3 +81,14 @@ class RejectedEntry(GoCacheError):
     def __init__(self, kind: str, message: str = "") -> None:
         super().__init__(message or kind)
         self.kind = kind
+
+
+def missing_module(exc: ImportError) -> str:
+    """The one line for a module that the interpreter running the helper cannot import: a
+    helper started by another interpreter than the one redis-gocache was installed for (say,
+    another virtual environment's) still serves from local disk, and says what to fix."""
+    import sys
+
+    return (f"the Python module {exc.name or exc} is not installed for {sys.executable}; "
+            "run the redis-gocache command of the environment it was installed in, or "
+            "reinstall it there")

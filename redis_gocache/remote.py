@@ -28,6 +28,7 @@ from redis_gocache.exceptions import (
     RemoteOutOfMemory,
     RemoteUnavailable,
     ShardUnavailable,
+    missing_module,
 )
 
 TYPE_CHECKING = False  # not typing's: see redis_gocache.config
@@ -131,6 +132,10 @@ class Remote:
                         self._store = self._factory()
                     except ConfigError as exc:
                         raise RemoteMisconfigured(str(exc)) from None
+                    except ImportError as exc:
+                        # Not the build's problem: a helper started by an interpreter that
+                        # lacks redis-py (say, another venv's) still serves from local disk.
+                        raise RemoteMisconfigured(missing_module(exc)) from None
         return self._store
 
     @property

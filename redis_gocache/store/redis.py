@@ -53,10 +53,11 @@ from redis_gocache.exceptions import (
     RemoteOutOfMemory,
     RemoteUnavailable,
     ShardUnavailable,
+    missing_module,
 )
 from redis_gocache.store.disk import is_hex_id
 from redis_gocache.store.entry import Entry
-from redis_gocache.store.resp import LightClient, plain_address
+from redis_gocache.store.resp import HIREDIS, LightClient, plain_address
 from redis_gocache.store.spill import POINTER_PREFIX
 from redis_gocache.store.topology import CLUSTER, SINGLE, is_tls, kind_of
 from redis_gocache.store.topology import connect as connect_topology
@@ -167,6 +168,8 @@ class RedisStore:
                         self._client = self._connect()
                     except ConfigError as exc:
                         raise RemoteMisconfigured(str(exc)) from None
+                    except ImportError as exc:
+                        raise RemoteMisconfigured(missing_module(exc)) from None
         return self._client
 
     def light(self) -> LightClient | redis.Redis:
@@ -183,6 +186,9 @@ class RedisStore:
                         address = plain_address(self.url, self._password)
                     if address is not None:
                         self._light_client = LightClient(address, self._timeout)
+                    elif not HIREDIS:
+                        sys.stderr.write("redis-gocache: hiredis is not installed for this "
+                                         "Python; reading through redis-py instead\n")
                     self._light_plain = address is not None
         if self._light_client is not None:
             return self._light_client

@@ -27,7 +27,12 @@ from __future__ import annotations
 import socket
 from _thread import allocate_lock
 
-import hiredis
+try:
+    import hiredis
+except ImportError:  # the optional C accelerator: without it redis-py serves the reads
+    HIREDIS = False
+else:
+    HIREDIS = True
 
 from redis_gocache.exceptions import (
     PermissionDenied,
@@ -74,7 +79,12 @@ def plain_address(url: str, password: str | None) -> Address | None:
     Credentials follow redis-py's ``from_url`` precedence, so both paths log in alike: the
     URL's user and password win, and ``password`` (``--password-file``, ``REDIS_PASSWORD``)
     is used when the URL has none.
+
+    Without hiredis (an optional accelerator that pip may not have installed for this
+    interpreter) every URL is left to redis-py, whose own pure-Python parser needs nothing more.
     """
+    if not HIREDIS:
+        return None
     scheme, sep, rest = url.partition("://")
     if not sep or scheme not in ("redis", "unix") or "?" in rest or "#" in rest:
         return None

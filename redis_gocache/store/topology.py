@@ -204,9 +204,9 @@ def connect(url: str, conn_kwargs: dict[str, Any], retry: Retry) -> redis.Redis:
         sentinel_kwargs["username"] = topo.sentinel_username
     if topo.sentinel_password:
         sentinel_kwargs["password"] = topo.sentinel_password
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(
         list(topo.hosts), sentinel_kwargs=sentinel_kwargs)
-    primary: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+    primary: redis.Redis = sentinel.master_for(
         topo.service, db=topo.db, retry=retry, **kwargs)
     return primary
 
