@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Refresh the pinned versions that the quick start and CI install (requirements/*.txt), from
-# pyproject.toml and requirements/tools.in, with hashes. Run it on purpose, read the diff, run
+# pyproject.toml, requirements/tools.in and requirements/dev.in, with hashes. Run it on purpose, read the diff, run
 # scripts/test.sh, and commit the lock files with the change that needed them.
 #   bash scripts/lock.sh                  # newest versions allowed by pyproject.toml
 #   bash scripts/lock.sh --upgrade-package mypy   # or move one package only
@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 . scripts/venv.sh
 use_venv requirements/test.txt
 common=(--universal --python-version 3.11 --generate-hashes --quiet)
-uv pip compile pyproject.toml requirements/tools.in --extra test --extra signing \
+uv pip compile pyproject.toml requirements/tools.in requirements/dev.in --extra test --extra signing \
   "${common[@]}" "$@" -o requirements/test.txt
 # The demo's lock: the runtime dependencies and Go only, at the versions the tests use.
 uv pip compile pyproject.toml requirements/tools.in -c requirements/test.txt \

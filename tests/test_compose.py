@@ -7,6 +7,7 @@ the Helm chart's Redis settings and the helper's option table, so the three cann
 from __future__ import annotations
 
 import re
+import shlex
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,11 @@ from urllib.parse import urlsplit
 
 import helm_python
 import pytest
+import redis
 import yaml
 
 from redis_gocache.config import OPTIONS
+from tests.redisproc import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
@@ -54,20 +57,62 @@ def memory_bytes(text: str) -> int:
     return int(m.group(1)) * {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[m.group(2)]
 
 
-def redis_args(command: list[str]) -> dict[str, str]:
-    assert command[0] == "redis-server"
-    args = command[1:]
+def redis_args(command: list[str]) -> list[str]:
+    """The redis-server arguments of the redis service's ``sh -c "exec redis-server ..."``,
+    with compose's ``$$`` escape undone and the container's ``$REDIS_PASSWORD`` expanded from
+    compose.env, as compose and the shell would."""
+    assert command[:2] == ["sh", "-c"], command
+    words = shlex.split(command[2].replace("$$", "$"))
+    assert words[:2] == ["exec", "redis-server"], words
+    env = compose_env()
+    return [env["REDIS_PASSWORD"] if w == "$REDIS_PASSWORD" else w for w in words[2:]]
+
+
+def as_options(args: list[str]) -> dict[str, str]:
     assert len(args) % 2 == 0 and all(a.startswith("--") for a in args[::2]), args
     return {k[2:]: v for k, v in zip(args[::2], args[1::2], strict=True)}
 
 
+def compose_env() -> dict[str, str]:
+    """compose.env, read as compose reads an env file (KEY=VALUE lines, # comments)."""
+    env = {}
+    for line in (ROOT / "compose.env").read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, sep, value = line.partition("=")
+            assert sep, line
+            env[key.strip()] = value.strip()
+    return env
+
+
+def laptop_lines() -> list[str]:
+    """The code block of the README's "A laptop" section."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("### A laptop"):]
+    block = section[section.index("```") + 3:]
+    return [line.split("  #")[0].strip() for line in block[:block.index("```")].strip().splitlines()]
+
+
 def test_services(compose: dict[str, Any]) -> None:
     assert set(compose["services"]) == {"redis", "go"}
+    redis = compose["services"]["redis"]
     go = compose["services"]["go"]
+    # `docker compose up -d` starts Redis alone; the go demo only with --profile demo.
+    assert "profiles" not in redis and go["profiles"] == ["demo"]
     assert go["depends_on"] == {"redis": {"condition": "service_healthy"}}
-    assert compose["services"]["redis"]["healthcheck"]["test"][-1] == "ping"
-    # Redis stays on the compose network: nothing published on the host.
-    assert "ports" not in compose["services"]["redis"]
+    health = redis["healthcheck"]["test"]
+    assert health[0] == "CMD-SHELL" and "REDISCLI_AUTH" in health[1] and "ping" in health[1]
+    # Published on the laptop's loopback only, never on every interface.
+    assert redis["ports"] == ["127.0.0.1:6379:6379"]
+    assert redis["env_file"] == go["env_file"] == "compose.env"
+
+
+def test_password_comes_from_the_env_file(compose: dict[str, Any]) -> None:
+    env = compose_env()
+    assert env == {"REDIS_PASSWORD": "gocache-local"}
+    command = compose["services"]["redis"]["command"][2]
+    assert '--requirepass "$$REDIS_PASSWORD"' in command
+    assert env["REDIS_PASSWORD"] not in (ROOT / "docker-compose.yml").read_text().split(
+        "services:")[1], "the password belongs in compose.env, not in the compose file"
 
 
 def test_redis_is_configured_like_the_chart(
@@ -75,7 +120,7 @@ def test_redis_is_configured_like_the_chart(
 ) -> None:
     redis = compose["services"]["redis"]
     assert redis["image"] == chart_redis_conf["image"]
-    args = redis_args(redis["command"])
+    args = as_options(redis_args(redis["command"]))
     # maxmemory: the chart's share (70%) of the memory limit.
     assert int(args["maxmemory"]) == int(memory_bytes(redis["mem_limit"]) * 0.7)
     assert args["maxmemory"] == chart_redis_conf["maxmemory"]
@@ -86,6 +131,57 @@ def test_redis_is_configured_like_the_chart(
     assert args["lazyfree-lazy-eviction"] == args["lazyfree-lazy-expire"] == "yes"
     assert args["save"] == "" and chart_redis_conf["save"] == '""'
     assert args["appendonly"] == "no"
+    assert args["requirepass"] == compose_env()["REDIS_PASSWORD"]
+
+
+def test_compose_redis_arguments_on_a_real_server(
+    compose: dict[str, Any], tmp_path: Path, go_env: dict[str, str]
+) -> None:
+    """The redis service's own arguments, given to a real redis-server (on a free loopback
+    port instead of the container's 6379), then the README's laptop lines against it: the
+    password is required and the URL there carries it, and a real go build through the
+    helper puts its outputs into that Redis."""
+    args = redis_args(compose["services"]["redis"]["command"])
+    with RedisServer(args) as server:
+        client = redis.Redis(port=server.port)
+        with pytest.raises(redis.AuthenticationError):
+            client.ping()
+        lines = laptop_lines()
+        assert lines[0] == "docker compose up -d"
+        exports = dict(w.split("=", 1) for w in shlex.split(lines[1])[1:])
+        assert set(exports) == {"REDIS_URL", "GOCACHEPROG"} and lines[1].startswith("export ")
+        assert exports["GOCACHEPROG"] == "redis-gocache"
+        url = urlsplit(exports["REDIS_URL"])
+        assert (url.hostname, url.port) == ("127.0.0.1", 6379)
+        assert url.password == compose_env()["REDIS_PASSWORD"]
+        authed = redis.Redis(port=server.port, password=url.password)
+        conf = authed.config_get("maxmemory*")
+        assert conf["maxmemory"] == as_options(args)["maxmemory"]
+        assert conf["maxmemory-policy"] == "allkeys-lru"
+        assert authed.config_get("bind")["bind"] == "127.0.0.1"
+
+        assert lines[2].startswith("go build")
+        env = dict(go_env, GOCACHE=str(tmp_path / "gocache"),
+                   REDIS_GOCACHE_DIR=str(tmp_path / "local"), GOCACHEPROG="redis-gocache",
+                   REDIS_URL=exports["REDIS_URL"].replace(":6379/", f":{server.port}/"))
+        done = subprocess.run(["go", "build", "-o", str(tmp_path / "hello"), "."], cwd=HELLO,
+                              env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert "redis-gocache" not in done.stderr, done.stderr  # no warning: Redis was used
+        assert any(k.startswith(b"gocache:a:") for k in authed.scan_iter(count=1000))
+
+
+def test_every_doc_starts_it_the_same_way() -> None:
+    """One way to start the laptop Redis, the same everywhere it is mentioned."""
+    for doc in ("README.md", "docs/kubernetes.md", "docker-compose.yml"):
+        text = (ROOT / doc).read_text()
+        starts = re.findall(r"docker compose[^\n`]*\bup\b[^\n`]*", text)
+        assert starts, doc
+        for start in starts:
+            assert start.split("#")[0].strip() in (
+                "docker compose up -d",
+                "docker compose --profile demo up --build --abort-on-container-exit",
+            ), (doc, start)
 
 
 def test_go_service_uses_the_helper(compose: dict[str, Any]) -> None:
@@ -94,11 +190,13 @@ def test_go_service_uses_the_helper(compose: dict[str, Any]) -> None:
     assert env["GOCACHEPROG"] == "redis-gocache"
     url = urlsplit(env["REDIS_URL"])
     assert (url.scheme, url.hostname, url.port) == ("redis", "redis", 6379)
+    assert url.password is None  # REDIS_PASSWORD from compose.env
+    assert "REDIS_PASSWORD" in compose_env()
     assert env["REDIS_GOCACHE_VERBOSE"] == "1"
     assert env["GOPROXY"] == "off" and env["GOTOOLCHAIN"] == "local"
     # Every helper setting is spelt as the helper reads it.
-    helper_env = {k for k in env if k.startswith("REDIS_")}
-    assert helper_env <= KNOWN_ENV, helper_env - KNOWN_ENV
+    helper_env = {k for k in env if k.startswith("REDIS_")} | set(compose_env())
+    assert helper_env <= KNOWN_ENV | {"REDIS_PASSWORD"}, helper_env - KNOWN_ENV
     assert go["build"] == "."
     assert (ROOT / "Dockerfile").is_file()
 

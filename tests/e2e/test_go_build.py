@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -315,16 +314,18 @@ def test_gocacheprog_with_quoted_path_and_flags(
     go_env: dict[str, str],
     e2e_redis: RedisServer,
 ) -> None:
-    """``python -m redis_gocache`` with flags, the interpreter reached through a directory
-    whose name has a space: cmd/go splits GOCACHEPROG with quoted.Split."""
-    spaced = base / "python with space"
+    """The console script with flags, reached through a directory whose name has a space and
+    a quote, as a user's install might be: cmd/go splits GOCACHEPROG with quoted.Split. (A
+    link to the console script, not to the interpreter: a link to a venv's interpreter
+    starts the base interpreter, without the venv's packages.)"""
+    script = shutil.which("redis-gocache")
+    assert script, "the redis-gocache console script is not on PATH"
+    spaced = base / "tools with space and 'quote'"
     spaced.mkdir()
-    (spaced / "python").symlink_to(sys.executable)
+    (spaced / "redis-gocache").symlink_to(script)
     stats = base / "runner-E-flag-stats.jsonl"
-    argv = [str(spaced / "python"), "-m", "redis_gocache", "--timeout", "2",
-            "--stats-file", str(stats)]  # fmt: skip
+    argv = [str(spaced / "redis-gocache"), "--timeout", "2", "--stats-file", str(stats)]
     e = make_runner(base, "E", base / "checkout1" / "src", go_env, e2e_redis.url, go_quote(argv))
-    e.env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
     e.stats_file = stats  # the flag beats REDIS_GOCACHE_STATS_FILE
     assert e.build_and_run() == HELLO
     got = e.take_stats()
@@ -367,3 +368,52 @@ def test_local_mode_second_build_hits(base: Path, go_env: dict[str, str]) -> Non
     assert loc.build_and_run() == HELLO
     again = loc.take_stats()  # as warm as before the mess
     assert hit_ratio(again) >= 0.95 and again["puts"] <= warm["puts"], (warm, again)
+
+
+BLOCKER = """\
+import sys
+
+
+class _Blocked:
+    '''Makes one module missing, as for an interpreter it was never installed for.'''
+
+    def find_spec(self, name, path=None, target=None):
+        if name == {name!r} or name.startswith({name!r} + "."):
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+        return None
+
+
+sys.meta_path.insert(0, _Blocked())
+"""
+
+
+@pytest.mark.parametrize(("missing", "expect"), [
+    ("hiredis", "hiredis is not installed"),
+    ("redis", "the Python module redis is not installed"),
+])
+def test_helper_without_a_module_still_builds(
+    runner_a: tuple[Runner, dict[str, Any], str, str],
+    base: Path,
+    go_env: dict[str, str],
+    e2e_redis: RedisServer,
+    missing: str,
+    expect: str,
+) -> None:
+    """A helper whose interpreter lacks hiredis (the optional C parser) reads through
+    redis-py; one that lacks redis-py still reads through its own client and keeps its
+    puts local. Either way the build succeeds with one line about it, not one per request,
+    and no traceback."""
+    site = base / f"without-{missing}"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(BLOCKER.format(name=missing))
+    r = make_runner(base, f"no-{missing}", base / "checkout1" / "src", go_env, e2e_redis.url)
+    r.env["PYTHONPATH"] = os.pathsep.join([str(site), r.env["PYTHONPATH"]])
+    r.env["GOFLAGS"] = "-a"  # rebuild everything: puts (uploads) as well as gets
+    done = r.go("build", "-o", str(base / f"hello-no-{missing}"), "./cmd/hello")
+    lines = done.stderr.splitlines()
+    assert [line for line in lines if expect in line] == lines[:1] and len(lines) == 1, lines
+    assert "Traceback" not in done.stderr
+    got = r.take_stats()
+    assert got["get_errors"] == 0 and got["put_errors"] == 0, got
+    if missing == "hiredis":
+        assert got["remote_hits"] > 50, got  # redis-py served the reads
