@@ -89,7 +89,8 @@ def laptop_lines() -> list[str]:
     text = (ROOT / "README.md").read_text()
     section = text[text.index("### A laptop"):]
     block = section[section.index("```") + 3:]
-    return [line.split("  #")[0].strip() for line in block[:block.index("```")].strip().splitlines()]
+    lines = block[:block.index("```")].strip().splitlines()
+    return [line.split("  #")[0].strip() for line in lines]
 
 
 def test_services(compose: dict[str, Any]) -> None:
