@@ -13,6 +13,7 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,6 +21,7 @@ from redis_gocache import wire
 from redis_gocache.cache import REFRESH_INTERVAL
 from redis_gocache.ops.trim import PROTECT
 from redis_gocache.server import Server
+from redis_gocache.store import disk
 from redis_gocache.store.disk import MARK_DELAY, USE_MARK_INTERVAL, DiskStore
 from tests.test_cache import Setup
 
@@ -162,10 +164,25 @@ def test_fast_local_hits_refresh_stale_redis_ttls(tmp_path: Path) -> None:
     assert s.memory.refreshed == [stale]
 
 
-def test_queued_use_marks_are_made_within_the_delay(tmp_path: Path) -> None:
+def test_queued_use_marks_are_made_within_the_delay(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A hit's use mark is queued, and made by a thread without waiting for the run's end;
     closing the store makes the rest and stops the thread."""
-    threads = _thread._count()
+    started: list[int] = []
+    ended: list[int] = []
+
+    def start_new_thread(function: Any, args: tuple[Any, ...]) -> int:
+        # The store's own thread, watched alone: other tests' threads may come and go.
+        def run(*a: Any) -> None:
+            try:
+                function(*a)
+            finally:
+                ended.append(1)
+
+        started.append(1)
+        return _thread.start_new_thread(run, args)
+
+    monkeypatch.setattr(disk, "start_new_thread", start_new_thread)
     store = DiskStore(str(tmp_path / "v1")).open()
     store.mark_delay = 0.05
     old = time.time() - 3 * DAY
@@ -183,12 +200,13 @@ def test_queued_use_marks_are_made_within_the_delay(tmp_path: Path) -> None:
     store.mark_delay = 3600.0  # the next round is far off: only close() can make this mark
     time.sleep(0.2)
     store.mark_soon(str(files[1]))
+    assert started == [1] and not ended  # one thread, still running
     store.close()
     assert time.time() - files[1].stat().st_mtime < 60
     deadline = time.monotonic() + 10
-    while _thread._count() > threads and time.monotonic() < deadline:
+    while not ended and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert _thread._count() == threads
+    assert ended == [1]
 
 
 def test_a_queued_mark_lands_inside_the_trims_protection() -> None:
