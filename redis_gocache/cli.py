@@ -159,3 +159,12 @@ def _register_keygen(group: click.Group) -> None:
 
 
 _SUBCOMMANDS.append(_register_keygen)
+
+
+def _register_mtimes(group: click.Group) -> None:
+    from redis_gocache.mtimes import register_cli
+
+    register_cli(group)
+
+
+_SUBCOMMANDS.append(_register_mtimes)
