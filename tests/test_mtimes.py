@@ -6,6 +6,7 @@ The end-to-end proof with ``go test`` through the helper is tests/e2e/test_test_
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -281,3 +282,16 @@ def test_cli_one_line_and_verbose(origin: Path, tmp_path: Path) -> None:
                for line in lines), lines
     missing = run_cli(str(tmp_path / "nope"), cwd=tmp_path)
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+def test_every_recipe_normalizes_before_go_test() -> None:
+    """The docs' CI recipes that check out and test run the command in between."""
+    root = Path(__file__).resolve().parent.parent
+    for doc in ("docs/kubernetes.md", "README.md"):
+        blocks = re.findall(r"```[a-z]*\n(.*?)```", (root / doc).read_text(), re.S)
+        runs = [b for b in blocks if "go test ./" in b and any(
+            step in b for step in ("git clone", "actions/checkout", "script:"))]
+        assert runs, doc
+        for block in runs:
+            assert "redis-gocache normalize-mtimes" in block, (doc, block)
+            assert block.index("normalize-mtimes") < block.index("go test"), (doc, block)
