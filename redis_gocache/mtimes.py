@@ -355,7 +355,7 @@ def register_cli(group: click.Group) -> None:
     @click.option("-v", "--verbose", is_flag=True,
                   help="List every file, directory and symlink with its time.")
     @click.option("--no-git", is_flag=True,
-                  help="Hash every file even in a git working tree (the same times, slower).")
+                  help="Read and hash every file even in a git working tree (the same times).")
     def normalize_mtimes(directory: str, verbose: bool, no_git: bool) -> None:
         """Set modification times from content, so `go test` results hit on fresh checkouts.
 
