@@ -113,3 +113,32 @@ def test_unreachable_redis_is_one_line_and_exit_1(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
     assert "s3cret-pw" not in done.stderr + done.stdout
     assert "cannot flush at redis://:***@127.0.0.1" in done.stderr
+
+
+def test_flush_and_stats_know_the_prefetch_manifests(redis_server: RedisServer,
+                                                      redis_client: redis.Redis) -> None:
+    """Regression: the ops commands' key grammar lacked the ``m:`` manifests the store
+    writes, so a flush left them behind ("left 2 other keys") and stats did not count them."""
+    from redis_gocache.prefetch import command_tag
+    from redis_gocache.store.redis import RedisStore
+
+    store = RedisStore(redis_server.url, prefix="gocache:", ttl=600, inline_max=1024,
+                       timeout=2.0, retries=0, max_connections=2)
+    try:
+        for cwd in ("/src/app", "/src/lib"):  # manifests as the helper writes them
+            store.write_manifest(command_tag(cwd, {}, b"go\0build\0./..."), bytes(64))
+    finally:
+        store.close()
+    seed(redis_client, "gocache:", 3)
+    assert len(list(redis_client.scan_iter(match="gocache:m:*"))) == 2
+
+    stats = CliRunner().invoke(build_cli(), ["stats", "--json", "--exact", "--redis-url",
+                                             redis_server.url], catch_exceptions=False)
+    assert stats.exit_code == 0, stats.output
+    assert '"manifest": 2' in stats.output
+
+    res = invoke("flush", "--yes", "--redis-url", redis_server.url)
+    assert res.exit_code == 0, res.output
+    assert "deleted 7 keys" in res.output, res.output
+    assert "other keys" not in res.output
+    assert redis_client.dbsize() == 0

@@ -1,4 +1,5 @@
-"""What the operator commands share: the Redis connection, key shapes, numbers for people.
+"""What the operator commands share: the Redis connection and numbers for people. The key
+shapes are :mod:`redis_gocache.store.keys`'s.
 
 Nothing here imports click or redis at module level: :mod:`redis_gocache.ops.fleet` and
 :mod:`redis_gocache.ops.trim` run inside the helper, after its last answer.
@@ -6,7 +7,6 @@ Nothing here imports click or redis at module level: :mod:`redis_gocache.ops.fle
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -26,49 +26,6 @@ SCAN_COUNT = 1000
 
 BATCH = 500
 """Keys per pipelined ``MEMORY USAGE`` or ``UNLINK`` round trip."""
-
-_KEY = re.compile(
-    # An upload key on a Redis Cluster carries its blob key as a hash tag: t:<hex>{<okey>}.
-    rb"^(?P<prefix>.*?)(?:(?P<kind>[ao]):[0-9a-f]{64}|(?P<tmp>t):[0-9a-f]{32}(?:\{[^{}]*\})?"
-    rb"|(?P<stat>s):(?:totals|day:\d{4}-\d\d-\d\d|paths:\d{4}-\d\d-\d\d))$",
-    re.DOTALL,
-)
-
-KINDS = {"a": "action", "o": "blob", "t": "upload", "s": "stats"}
-"""Key kinds by the letter after the prefix (see docs/design.md), as named in reports."""
-
-
-def classify(key: bytes) -> tuple[str, str] | None:
-    """``(prefix, kind)`` of a key the cache writes, or ``None`` for any other key.
-
-    The shapes are strict (64 hex digits after ``a:``/``o:``), so a key of another namespace
-    nested under ours (``gocache:team2:a:...`` under ``gocache:``) is never taken for ours.
-    The prefix is the shortest that fits; a prefix that ends in ``a:``, ``o:``, ``t:`` or
-    ``s:`` could be read two ways, and the ops commands check prefixes explicitly.
-    """
-    m = _KEY.match(key)
-    if m is None:
-        return None
-    letter = m.group("kind") or m.group("tmp") or m.group("stat")
-    return m.group("prefix").decode("utf-8", "replace"), KINDS[letter.decode()]
-
-
-def belongs(key: bytes, prefix: str) -> str | None:
-    """The kind of ``key`` if it is one of the cache's keys under exactly ``prefix``."""
-    raw = prefix.encode()
-    if not key.startswith(raw):
-        return None
-    found = classify(b"\x00" + key[len(raw):])
-    if found is None or found[0] != "\x00":
-        return None
-    return found[1]
-
-
-def match_pattern(prefix: str) -> str:
-    """A ``SCAN MATCH`` pattern for every key starting with ``prefix`` (glob characters in
-    the prefix escaped)."""
-    return re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + "*"
-
 
 def open_store(config: Config, timeout: float | None = None) -> RedisStore:
     """A :class:`RedisStore` for an operator command (nothing is sent yet)."""

@@ -32,6 +32,7 @@ from redis_gocache.ops.common import (
     scrub,
     translated,
 )
+from redis_gocache.store.keys import Keys
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 
@@ -205,7 +206,7 @@ def _server(info: Mapping[str, Any]) -> Iterator[Check]:
 
 
 def _read_check(store: Any, client: Any) -> Check:
-    key = f"{store.prefix}a:{'0' * 64}"
+    key = Keys(store.prefix).action(bytes(32))
     try:
         with translated(store):
             client.hgetall(key)
@@ -221,7 +222,7 @@ def _read_check(store: Any, client: Any) -> Check:
 def _write_check(config: Config, store: Any, client: Any) -> Check:
     if config.read_only:
         return Check("write permission", PASS, "read-only helper: writes not tested")
-    key = f"{store.prefix}t:{os.urandom(16).hex()}"  # an upload key: expires, flush knows it
+    key = Keys(store.prefix).upload(os.urandom(16))  # an upload key: expires, flush knows it
     try:
         with translated(store):
             client.set(key, b"redis-gocache doctor", ex=60)

@@ -34,6 +34,7 @@ from _json import encode_basestring_ascii as _json_string
 
 from redis_gocache.exceptions import GoCacheError
 from redis_gocache.store.disk import open_private, touch_private
+from redis_gocache.store.keys import Keys
 
 # The helper imports this module after every run, so it keeps to light imports: not
 # typing's TYPE_CHECKING (see redis_gocache.config), and json only where a push reads the spool.
@@ -45,10 +46,6 @@ if TYPE_CHECKING:
     from redis_gocache.config import Config
     from redis_gocache.remote import Remote
     from redis_gocache.stats import Stats
-
-TOTALS = "s:totals"
-DAY = "s:day:"
-PATHS = "s:paths:"
 
 TOTALS_TTL = 400 * 86400
 """Seconds the totals live after the last push: a namespace idle for over a year is gone."""
@@ -104,7 +101,8 @@ def push(client: Any, prefix: str, counts: Mapping[str, int],
     """Add ``counts`` (and runs per checkout path) to the namespace's hashes: one round trip.
     ``client`` is a redis-py client; errors are redis-py's, for the caller to translate."""
     now = time.time() if now is None else now
-    totals, today = prefix + TOTALS, prefix + DAY + day(now)
+    keys = Keys(prefix)
+    totals, today = keys.stats_totals(), keys.stats_day(day(now))
     pipe = client.pipeline(transaction=False)
     for key, ttl in ((totals, TOTALS_TTL), (today, DAY_TTL)):
         for name, value in counts.items():
@@ -113,7 +111,7 @@ def push(client: Any, prefix: str, counts: Mapping[str, int],
         pipe.hset(key, "updated", int(now))
         pipe.expire(key, ttl)
     if paths:
-        pkey = prefix + PATHS + day(now)
+        pkey = keys.stats_paths(day(now))
         for path, runs in paths.items():
             pipe.hincrby(pkey, path, runs)
         pipe.expire(pkey, PATHS_TTL)
@@ -135,10 +133,11 @@ def read(client: Any, prefix: str, days: int = 0, now: float | None = None
     """The namespace's totals and its last ``days`` per-day hashes (newest first)."""
     now = time.time() if now is None else now
     names = [day(now - i * 86400) for i in range(days)]
+    keys = Keys(prefix)
     pipe = client.pipeline(transaction=False)
-    pipe.hgetall(prefix + TOTALS)
+    pipe.hgetall(keys.stats_totals())
     for name in names:
-        pipe.hgetall(prefix + DAY + name)
+        pipe.hgetall(keys.stats_day(name))
     replies = pipe.execute()
     per_day = {name: _ints(raw) for name, raw in zip(names, replies[1:], strict=True) if raw}
     return _ints(replies[0]), per_day
@@ -148,9 +147,10 @@ def read_paths(client: Any, prefix: str, days: int = 2, now: float | None = None
                ) -> dict[str, int]:
     """Runs per checkout path over the last ``days`` days."""
     now = time.time() if now is None else now
+    keys = Keys(prefix)
     pipe = client.pipeline(transaction=False)
     for i in range(days):
-        pipe.hgetall(prefix + PATHS + day(now - i * 86400))
+        pipe.hgetall(keys.stats_paths(day(now - i * 86400)))
     out: dict[str, int] = {}
     for raw in pipe.execute():
         for path, runs in _ints(raw).items():

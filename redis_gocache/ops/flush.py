@@ -1,7 +1,7 @@
 """Deleting one namespace: ``SCAN MATCH <prefix>*`` and ``UNLINK`` in batches, never ``KEYS``.
 
 Only keys of the cache's own shapes under exactly the prefix are deleted (see
-:func:`redis_gocache.ops.common.belongs`): another namespace nested under this one
+:func:`redis_gocache.store.keys.belongs`): another namespace nested under this one
 (``gocache:team2:`` under ``gocache:``) and foreign keys that merely share the prefix stay.
 """
 
@@ -11,7 +11,8 @@ import dataclasses
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from redis_gocache.ops.common import BATCH, SCAN_COUNT, belongs, match_pattern
+from redis_gocache.ops.common import BATCH, SCAN_COUNT
+from redis_gocache.store.keys import Keys, belongs
 
 
 @dataclasses.dataclass
@@ -31,7 +32,7 @@ def scan_namespace(client: Any, prefix: str) -> Iterator[tuple[bytes, str | None
         raise ValueError("refusing to scan an empty prefix: that is the whole database")
     # SCAN may return a key twice while the table is rehashed: counts can be a little high,
     # and a second UNLINK of a key is harmless. Remembering every key would not be.
-    for key in client.scan_iter(match=match_pattern(prefix), count=SCAN_COUNT):
+    for key in client.scan_iter(match=Keys(prefix).pattern(), count=SCAN_COUNT):
         yield key, belongs(key, prefix)
 
 

@@ -15,15 +15,8 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from redis_gocache.ops import fleet
-from redis_gocache.ops.common import (
-    BATCH,
-    KINDS,
-    SCAN_COUNT,
-    classify,
-    match_pattern,
-    primaries,
-    primaries_info,
-)
+from redis_gocache.ops.common import BATCH, SCAN_COUNT, primaries, primaries_info
+from redis_gocache.store.keys import KINDS, Keys, classify
 
 DEFAULT_SAMPLE = 10_000
 """Keys visited by a sampling ``stats`` (``--sample``)."""
@@ -93,7 +86,7 @@ def census(client: Any, *, sample: int, exact: bool, prefixes: Iterable[str] = (
     wanted = list(prefixes)
     if exact and wanted:
         for prefix in wanted:
-            for key in client.scan_iter(match=match_pattern(prefix), count=SCAN_COUNT):
+            for key in client.scan_iter(match=Keys(prefix).pattern(), count=SCAN_COUNT):
                 result.visited += 1
                 if progress:
                     progress(1)

@@ -57,6 +57,7 @@ from redis_gocache.exceptions import (
 )
 from redis_gocache.store.disk import is_hex_id
 from redis_gocache.store.entry import Entry
+from redis_gocache.store.keys import Keys
 from redis_gocache.store.resp import HIREDIS, LightClient, plain_address
 from redis_gocache.store.spill import POINTER_PREFIX
 from redis_gocache.store.topology import CLUSTER, SINGLE, is_tls, kind_of
@@ -127,6 +128,7 @@ class RedisStore:
         self.verifier = verifier
         self.spill = spill  # outputs above inline_max go there, not to o: keys
         self.prefix = prefix
+        self.keys = Keys(prefix)
         self.ttl = ttl
         self.inline_max = inline_max
         self._conn_kwargs: dict[str, Any] = {
@@ -303,13 +305,10 @@ class RedisStore:
                 names.append(name)
         return names
 
-    def _key(self, kind: str, ident: bytes | str) -> str:
-        return f"{self.prefix}{kind}:{ident if isinstance(ident, str) else ident.hex()}"
-
     # -- reads ------------------------------------------------------------------------
 
     def get(self, action_id: bytes, sink: Sink) -> Entry | None:
-        akey = self._key("a", action_id)
+        akey = self.keys.action(action_id)
         with self._shard(akey), self.translate_errors():
             raw = cast(dict[bytes, bytes], self.light().hgetall(akey))
         return self._serve(action_id, raw, sink)
@@ -332,7 +331,7 @@ class RedisStore:
             return entry
         ref = raw.get(b"ref", b"")
         if ref == b"o":
-            okey = self._key("o", entry.output_id)
+            okey = self.keys.blob(entry.output_id)
             with self._shard(okey), self.translate_errors():
                 self._read_blob(self.light(), okey, entry.size, sink)
             return entry
@@ -354,7 +353,7 @@ class RedisStore:
         # more round trip, not two.
         if self._clustered or not action_ids:
             return [None] * len(action_ids)
-        keys = [self._key("a", action_id) for action_id in action_ids]
+        keys = [self.keys.action(action_id) for action_id in action_ids]
         with self.translate_errors():
             pipe = self.light().pipeline(transaction=False)
             for key in keys:
@@ -408,14 +407,14 @@ class RedisStore:
 
     def put(self, action_id: bytes, entry: Entry, path: str) -> None:
         self._writing()
-        keys = [self._key("a", action_id)]
+        keys = [self.keys.action(action_id)]
         if entry.size > self.inline_max and self.spill is None:
-            keys.append(self._key("o", entry.output_id))
+            keys.append(self.keys.blob(entry.output_id))
         with self._shard(*keys):
             self._put(action_id, entry, path)
 
     def _put(self, action_id: bytes, entry: Entry, path: str) -> None:
-        akey = self._key("a", action_id)
+        akey = self.keys.action(action_id)
         fields: dict[str, bytes | str | int] = {
             "oid": entry.output_id.hex(),
             "size": entry.size,
@@ -444,7 +443,7 @@ class RedisStore:
                 pipe.execute()
                 return
             fields["ref"] = "o"
-            okey = self._key("o", entry.output_id)
+            okey = self.keys.blob(entry.output_id)
             if entry.size <= STREAM_CHUNK:
                 assert data is not None  # read above: size <= STREAM_CHUNK
                 if self._clustered:
@@ -476,11 +475,8 @@ class RedisStore:
         pipe.expire(akey, self.ttl)
 
     def _upload(self, client: redis.Redis, okey: str, path: str, size: int) -> None:
-        tkey = self._key("t", os.urandom(16))
-        if self._clustered:
-            # RENAME needs both keys in one slot: the hash tag {<okey>} puts the upload key in
-            # the blob's slot (the blob key has no braces, so its slot is that of its name).
-            tkey += f"{{{okey}}}"
+        # On a Cluster RENAME needs both keys in one slot: the blob key rides along as a hash tag.
+        tkey = self.keys.upload(os.urandom(16), okey if self._clustered else None)
         with _open_local(path) as f:
             # The key is made at its full size first, then filled piece by piece at fixed
             # offsets. SETRANGE at an offset can be retried after a timeout without harm (an
@@ -518,9 +514,9 @@ class RedisStore:
             for start in range(0, len(items), REFRESH_BATCH):
                 pipe = client.pipeline(transaction=False)
                 for action_id, entry in items[start:start + REFRESH_BATCH]:
-                    pipe.expire(self._key("a", action_id), self.ttl)
+                    pipe.expire(self.keys.action(action_id), self.ttl)
                     if entry.size > self.inline_max:
-                        pipe.expire(self._key("o", entry.output_id), self.ttl)
+                        pipe.expire(self.keys.blob(entry.output_id), self.ttl)
                 pipe.execute()
         if self.spill is not None:
             for _, entry in items:
@@ -528,13 +524,13 @@ class RedisStore:
                     self.spill.mark_used(entry.output_id)
 
     def read_manifest(self, tag: str) -> bytes | None:
-        mkey = self._key("m", tag)
+        mkey = self.keys.manifest(tag)
         with self._shard(mkey), self.translate_errors():
             return cast(bytes | None, self.light().get(mkey))
 
     def write_manifest(self, tag: str, action_ids: bytes) -> None:
         self._writing()
-        mkey = self._key("m", tag)
+        mkey = self.keys.manifest(tag)
         with self._shard(mkey), self.translate_errors():
             self.light().set(mkey, action_ids, ex=self.ttl)
 
