@@ -26,7 +26,8 @@ from __future__ import annotations
 import os
 from binascii import a2b_base64, b2a_base64, crc32
 
-from redis_gocache.store.disk import parse_fields, replace_private
+from redis_gocache.store.disk import replace_private
+from redis_gocache.store.layout import output_relpath, parse_fields, record_output_hex
 from redis_gocache.wire import hit_tail
 
 TYPE_CHECKING = False  # not typing's: see redis_gocache.config
@@ -79,8 +80,7 @@ def line_for(action_id: bytes, record: str, root: str) -> bytes | None:
     if fields is None:
         return None
     output_id, size, time_ns, _ = fields
-    hexid = record[65:129]
-    relative = f"o/{hexid[:2]}/{hexid}"
+    relative = output_relpath(record_output_hex(record))
     tail = hit_tail(output_id, size, time_ns, f"{root}/{relative}")
     return b"%s %d %s %s" % (b2a_base64(action_id, newline=False), size, relative.encode(),
                              tail[:-1])

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 
 from redis_gocache.store.disk import touch_private
+from redis_gocache.store.layout import COMMANDS
 from redis_gocache.tags import tag
 from redis_gocache.wire import ID_SIZE
 
@@ -76,7 +77,7 @@ def _parent_cmdline() -> bytes:
 
 
 def marker_path(local_root: str, tag: str) -> str:
-    return os.path.join(local_root, "m", tag)
+    return os.path.join(local_root, COMMANDS, tag)
 
 
 def split_manifest(data: bytes) -> list[bytes]:

@@ -27,7 +27,8 @@ from _thread import allocate_lock
 from redis_gocache import wire
 from redis_gocache.cache import REFRESH_INTERVAL
 from redis_gocache.exceptions import FatalProtocolError, LocalStoreError
-from redis_gocache.store.disk import discard, parse_fields
+from redis_gocache.store.disk import discard
+from redis_gocache.store.layout import OUTPUT_AT, OUTPUT_END, OUTPUTS, parse_fields
 
 TYPE_CHECKING = False  # not typing's: see redis_gocache.config
 if TYPE_CHECKING:
@@ -186,8 +187,8 @@ class Server:
                 if fields is None:
                     return
                 output_id, size, time_ns, refreshed = fields
-                hexid = record[65:129]
-                path = f"{root}o/{hexid[:2]}/{hexid}"  # DiskStore.output_path, inlined
+                hexid = record[OUTPUT_AT:OUTPUT_END]  # layout.record_output_hex, inlined
+                path = f"{root}{OUTPUTS}/{hexid[:2]}/{hexid}"  # layout.output_path, inlined
                 send(b'{"ID":' + digits + wire.hit_tail(output_id, size, time_ns, path))
                 pos = end + 1
                 requested.append(action_id)

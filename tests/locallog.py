@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from redis_gocache.store.disk import ACTION_LOG, format_record, parse_record, read_action_log
+from redis_gocache.store.layout import ACTION_LOG, format_record, parse_record, read_action_log
 
 
 def records(root: Path) -> dict[str, str]:

@@ -16,7 +16,8 @@ from redis_gocache.exceptions import RemoteUnavailable
 from redis_gocache.remote import Breaker, Remote
 from redis_gocache.stats import Stats
 from redis_gocache.store.base import Entry
-from redis_gocache.store.disk import RECORD_SIZE, DiskStore, format_record
+from redis_gocache.store.disk import DiskStore
+from redis_gocache.store.layout import RECORD_SIZE, format_record
 from redis_gocache.store.memory import MemoryStore
 
 

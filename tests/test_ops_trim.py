@@ -18,7 +18,7 @@ from click.testing import CliRunner, Result
 from redis_gocache.cli import build_cli
 from redis_gocache.ops.trim import AUTO_INTERVAL, MARKER, PROTECT, maybe_auto_trim, trim_root
 from redis_gocache.store.base import Entry
-from redis_gocache.store.disk import ACTION_LOG, format_record
+from redis_gocache.store.layout import ACTION_LOG, format_record
 from tests import locallog
 from tests.gocmd import GoCmd, action_id, helper_env
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from redis_gocache.store.disk import ACTION_LOG
+from redis_gocache.store.layout import ACTION_LOG
 from tests import locallog
 from tests.gocmd import GoCmd, action_id, helper_command, helper_env
 from tests.redisproc import RedisServer

@@ -19,7 +19,7 @@ import os
 import time
 
 from redis_gocache.ops.trim import PROTECT, TMP_MAX_AGE, Progress, TrimResult
-from redis_gocache.store.disk import is_hex_id
+from redis_gocache.store.layout import OUTPUTS, TMP, is_hex_id
 from redis_gocache.store.spill import USE_MARK_INTERVAL
 
 
@@ -37,7 +37,7 @@ def trim_spill(
     limit = max(max_age + USE_MARK_INTERVAL, PROTECT)
     step = progress or (lambda n: None)
     result = TrimResult()
-    objects = os.path.join(root, "o")
+    objects = os.path.join(root, OUTPUTS)
     try:
         subdirs = sorted(e.name for e in os.scandir(objects) if _is_prefix_dir(e))
     except OSError:
@@ -69,7 +69,7 @@ def trim_spill(
             else:
                 result.outputs_kept += 1
                 result.bytes_kept += st.st_size
-    tmp = os.path.join(root, "tmp")
+    tmp = os.path.join(root, TMP)
     try:
         names = os.listdir(tmp)
     except OSError:

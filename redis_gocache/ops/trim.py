@@ -27,16 +27,23 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 
 from redis_gocache.store.disk import (
-    ACTION_LOG,
     AUTO_TRIM_INTERVAL,
-    RECORD_SIZE,
-    TRIM_MARKER,
     USE_MARK_INTERVAL,
     auto_trim_due,
-    parse_record,
-    read_action_log,
     replace_private,
     touch_private,
+)
+from redis_gocache.store.layout import (
+    ACTION_LOG,
+    COMMANDS,
+    OUTPUTS,
+    RECORD_SIZE,
+    TMP,
+    TRIM_MARKER,
+    output_path,
+    parse_record,
+    read_action_log,
+    record_output_hex,
 )
 
 PROTECT = USE_MARK_INTERVAL + 3600.0
@@ -107,7 +114,7 @@ def _listing(base: str) -> Iterator[str]:
 
 def count_entries(root: str) -> int:
     """Output files and action records under ``root`` (the length of a progress bar)."""
-    return sum(1 for _ in _listing(os.path.join(root, "o"))) + len(
+    return sum(1 for _ in _listing(os.path.join(root, OUTPUTS))) + len(
         read_action_log(os.path.join(root, ACTION_LOG)))
 
 
@@ -138,7 +145,7 @@ def trim_root(
     step = progress or (lambda n: None)
 
     outputs: list[_File] = []
-    for path in _listing(os.path.join(root, "o")):
+    for path in _listing(os.path.join(root, OUTPUTS)):
         step(1)
         try:
             st = os.stat(path)
@@ -185,7 +192,7 @@ def trim_root(
 
     _trim_log(root, present, gone, result, dry_run, step)
 
-    tmp = os.path.join(root, "tmp")
+    tmp = os.path.join(root, TMP)
     for name in _names(tmp):
         path = os.path.join(tmp, name)
         if _older_than(path, now, TMP_MAX_AGE) and _remove(path, dry_run):
@@ -194,7 +201,7 @@ def trim_root(
     # A command not run within max_age loses its marker and kept answers (a few hundred KiB
     # each): its next run prefetches and keeps answers again. A stray temporary file of the
     # answers' own (a helper killed while writing one) goes after an hour.
-    commands = os.path.join(root, "m")
+    commands = os.path.join(root, COMMANDS)
     for name in _names(commands):
         path = os.path.join(commands, name)
         limit = TMP_MAX_AGE if name.endswith(".tmp") else max_age
@@ -209,10 +216,6 @@ def _names(directory: str) -> list[str]:
         return os.listdir(directory)
     except OSError:
         return []
-
-
-def _output_path(root: str, oid: str) -> str:
-    return os.path.join(root, "o", oid[:2], oid)
 
 
 def _older_than(path: str, now: float, seconds: float) -> bool:
@@ -233,9 +236,9 @@ def _trim_log(root: str, present: set[str], gone: set[str], result: TrimResult,
     kept: list[str] = []
     for line in read_action_log(log).values():
         step(1)
-        oid = line[65:129]
+        oid = record_output_hex(line)
         if parse_record(line) is not None and oid not in gone and (
-                oid in present or os.path.exists(_output_path(root, oid))):
+                oid in present or os.path.exists(output_path(root, oid))):
             kept.append(line)
         else:
             result.actions_removed += 1

@@ -1,10 +1,7 @@
 """The local directory: materialized outputs and a log of actions, on disk.
 
-Layout under the store's root (see docs/design.md)::
-
-    o/<hh>/<output-id-hex>   an output body: the DiskPath handed to Go
-    actions                  the action log: one fixed-width line per record (see below)
-    tmp/                     files being written, renamed into place when complete
+The layout under the store's root and the action log's record format are
+:mod:`redis_gocache.store.layout`'s; this module reads and writes them.
 
 Output files are written under ``tmp/`` and renamed into place, so a reader (this helper,
 another helper on the same host, or cmd/go) never sees a partial file, and a crash leaves only
@@ -16,12 +13,8 @@ otherwise create (and rename) a thousand small files beside the outputs, and a w
 would open one per get. A record is appended (``O_APPEND``, one ``write`` per record, so
 helpers sharing the directory do not interleave) only after its output is in place; the
 helper reads the log once, at its first lookup, into a dict, and later records for an action
-replace earlier ones. A record is::
-
-    <action-hex> <output-hex> <size:15> <put-time-ns:19> <refreshed:10>\n
-
-zero-padded to a fixed width, so a line torn by a crash or a full disk is recognised by its
-length and skipped. ``refreshed`` is the epoch second of the last Redis TTL refresh. The trim
+replace earlier ones. A record has a fixed width, so a line torn by a crash or a full disk is
+recognised by its length and skipped. The trim
 (:mod:`redis_gocache.ops.trim`) rewrites the log without the records of removed outputs and
 without the records later ones replace.
 
@@ -40,6 +33,17 @@ from _thread import allocate_lock, start_new_thread
 
 from redis_gocache.exceptions import LocalStoreError
 from redis_gocache.store.entry import Entry
+from redis_gocache.store.layout import (
+    ACTION_LOG,
+    OUTPUTS,
+    TMP,
+    TRIM_MARKER,
+    format_record,
+    output_path,
+    parse_record,
+    read_action_log,
+    record_output_hex,
+)
 
 TYPE_CHECKING = False  # not typing's: see redis_gocache.config
 if TYPE_CHECKING:
@@ -61,28 +65,8 @@ _HASH_CHUNK = 1 << 20
 _NEW_FILE_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 _LOG_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
 
-_HEX = frozenset("0123456789abcdef")
-
-ACTION_LOG = "actions"
-"""The action log's file name in the store's root."""
-
-RECORD_SIZE = 64 + 1 + 64 + 1 + 15 + 1 + 19 + 1 + 10 + 1
-"""Bytes in one action record, its newline included."""
-
-ID_BYTES = 32
-"""Bytes in an output ID (SHA-256)."""
-
-TRIM_MARKER = "trimmed"
-"""File in the store's root whose mtime is the start of its last trim."""
-
 AUTO_TRIM_INTERVAL = 86400.0
 """Seconds between two automatic trims of one local directory."""
-
-
-def is_hex_id(text: str) -> bool:
-    """True for exactly 64 lower-case hex digits: the only thing allowed in a path component
-    that came from the protocol or from Redis."""
-    return len(text) == 64 and _HEX.issuperset(text)
 
 
 class HashingWriter:
@@ -159,7 +143,7 @@ class DiskStore:
 
     def __init__(self, root: str) -> None:
         self.root = root
-        self.tmp_dir = os.path.join(root, "tmp")
+        self.tmp_dir = os.path.join(root, TMP)
         self.log_path = os.path.join(root, ACTION_LOG)
         self._dirs_made: set[str] = set()
         self._index: dict[str, str] | None = None
@@ -181,7 +165,7 @@ class DiskStore:
         try:
             fresh = not os.path.isdir(self.root)
             # makedirs applies its mode to the last component only: make each level ourselves.
-            for path in (self.root, self.tmp_dir, os.path.join(self.root, "o")):
+            for path in (self.root, self.tmp_dir, os.path.join(self.root, OUTPUTS)):
                 os.makedirs(path, mode=0o700, exist_ok=True)
             if fresh:
                 touch_private(os.path.join(self.root, TRIM_MARKER))
@@ -190,12 +174,14 @@ class DiskStore:
         return self
 
     def output_path(self, output_hex: str) -> str:
-        return f"{self.root}/o/{output_hex[:2]}/{output_hex}"
+        """Where the output ``output_hex`` lives (:func:`.layout.output_path`)."""
+        return output_path(self.root, output_hex)
 
     # -- the action log -----------------------------------------------------------------
 
     def index(self) -> dict[str, str]:
-        """Action hex -> its latest record line (:func:`parse_fields` reads one), loaded from
+        """Action hex -> its latest record line (:func:`~redis_gocache.store.layout.parse_fields`
+        reads one), loaded from
         the log on first use; shared, not a copy. The reader's fast path for local hits
         (:mod:`redis_gocache.server`) reads it directly; only this class writes it."""
         index = self._index
@@ -226,7 +212,7 @@ class DiskStore:
         if record is None:
             return None
         entry, refreshed = record
-        return entry, self.output_path(line[65:129]), refreshed
+        return entry, self.output_path(record_output_hex(line)), refreshed
 
     @staticmethod
     def mark_used(path: str) -> None:
@@ -418,59 +404,6 @@ def open_private(path: str) -> IO[str]:
     """``open(path, "w")``, but a new file gets mode 0600 whatever the umask."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
     return os.fdopen(fd, "w", encoding="utf-8")
-
-
-def format_record(action_hex: str, entry: Entry, refreshed: float) -> str:
-    """One action-log line (see the module docstring)."""
-    return (f"{action_hex} {entry.output_id.hex()} {entry.size:015d} {entry.time_ns:019d} "
-            f"{int(refreshed):010d}\n")
-
-
-def parse_fields(line: str) -> tuple[bytes, int, int, int] | None:
-    """The output ID, size, put time (ns) and refresh time (epoch seconds) of one action-log
-    line; ``None`` for anything malformed. Fields sit at fixed offsets, and no object is made
-    beyond the tuple: a warm runner runs this on every local hit. The output's hex is
-    ``line[65:129]``, checked here to be exactly what this helper writes."""
-    if len(line) != RECORD_SIZE or line[-1] != "\n" or line[64] != " " or line[129] != " " \
-            or line[145] != " " or line[165] != " ":
-        return None
-    try:
-        # fromhex also accepts upper case and spaces: the length and the round trip below
-        # keep the path to what this helper itself would have written.
-        output_id = bytes.fromhex(line[65:129])
-        size, time_ns, refreshed = int(line[130:145]), int(line[146:165]), int(line[166:176])
-    except ValueError:
-        return None
-    if len(output_id) != ID_BYTES or output_id.hex() != line[65:129] \
-            or size < 0 or time_ns < 0 or refreshed < 0:
-        return None
-    return output_id, size, time_ns, refreshed
-
-
-def parse_record(line: str) -> tuple[Entry, float] | None:
-    """The entry and refresh time of one action-log line; ``None`` for anything malformed."""
-    fields = parse_fields(line)
-    if fields is None:
-        return None
-    output_id, size, time_ns, refreshed = fields
-    return Entry(output_id, size, time_ns), float(refreshed)
-
-
-def read_action_log(path: str) -> dict[str, str]:
-    """Action hex -> its latest record line, from the log at ``path`` (empty if there is none).
-    Lines of the wrong length (torn by a crash) are skipped here; the rest are checked when
-    used."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError:
-        return {}  # No log yet, or one we cannot read: every lookup is a miss.
-    text = data.decode("ascii", "replace")
-    index: dict[str, str] = {}
-    for line in text.splitlines(keepends=True):
-        if len(line) == RECORD_SIZE:
-            index[line[:64]] = line
-    return index
 
 
 def discard(path: str) -> None:

@@ -55,9 +55,9 @@ from redis_gocache.exceptions import (
     ShardUnavailable,
     missing_module,
 )
-from redis_gocache.store.disk import is_hex_id
 from redis_gocache.store.entry import Entry
 from redis_gocache.store.keys import Keys
+from redis_gocache.store.layout import is_hex_id
 from redis_gocache.store.resp import HIREDIS, LightClient, plain_address
 from redis_gocache.store.spill import POINTER_PREFIX
 from redis_gocache.store.topology import CLUSTER, SINGLE, is_tls, kind_of

@@ -41,7 +41,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import re
 import socket
 import stat
 import threading
@@ -50,6 +49,7 @@ from collections.abc import Callable
 
 from redis_gocache.exceptions import LocalStoreError, RejectedEntry
 from redis_gocache.store.entry import Entry
+from redis_gocache.store.layout import OUTPUTS, TMP, output_relpath
 
 TYPE_CHECKING = False  # not typing's: the Redis store imports this module (see there)
 if TYPE_CHECKING:
@@ -67,8 +67,6 @@ READ_CHUNK = 1024 * 1024
 FICLONE = 0x40049409
 """Linux ``ioctl`` that makes the destination share the source's blocks (btrfs, XFS, ...)."""
 
-_POINTER = re.compile(r"\Ao/([0-9a-f]{2})/([0-9a-f]{64})\Z")
-
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _READ_FLAGS = os.O_RDONLY | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0) | os.O_CLOEXEC
@@ -82,8 +80,7 @@ _DIR_MODE = 0o775
 
 def pointer_for(output_id: bytes) -> str:
     """The pointer (path relative to the spill root) of an output."""
-    h = output_id.hex()
-    return f"o/{h[:2]}/{h}"
+    return output_relpath(output_id.hex())
 
 
 def check_pointer(ref: bytes, output_id: bytes) -> str:
@@ -93,8 +90,7 @@ def check_pointer(ref: bytes, output_id: bytes) -> str:
         text = ref.decode("ascii")
     except UnicodeDecodeError:
         raise RejectedEntry("bad_ref", "spill pointer is not ASCII") from None
-    m = _POINTER.match(text)
-    if m is None or m.group(2) != output_id.hex() or m.group(1) != m.group(2)[:2]:
+    if text != output_relpath(output_id.hex()):
         raise RejectedEntry("bad_ref", "spill pointer does not name the record's output")
     return text
 
@@ -196,7 +192,7 @@ class SpillDir:
         return os.open(name, _DIR_FLAGS | _NOFOLLOW, dir_fd=parent)
 
     def _object_dir(self, hh: str, create: bool) -> int:
-        o = self._subdir(self._root(), "o", create)
+        o = self._subdir(self._root(), OUTPUTS, create)
         try:
             return self._subdir(o, hh, create)
         finally:
@@ -330,7 +326,7 @@ class SpillDir:
             os.close(d)
 
     def _write(self, d: int, name: str, entry: Entry, path: str, *, replace: bool) -> None:
-        tmp_dir = self._subdir(self._root(), "tmp", create=True)
+        tmp_dir = self._subdir(self._root(), TMP, create=True)
         try:
             tmp = f"{self._tag}-{os.urandom(8).hex()}"
             try:
