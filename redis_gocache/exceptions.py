@@ -13,10 +13,11 @@
         ├── ShardUnavailable     one Redis Cluster node is down: its keys miss, the rest serve
         ├── RemoteOutOfMemory    Redis is full (maxmemory under noeviction): reads still work
         ├── RemoteMisconfigured  the Redis settings proved unusable when first used (bad URL)
-        └── PermissionDenied     Redis said NOPERM: this user may read but not write
+        └── PermissionDenied     Redis said NOPERM or READONLY: reads work, writes do not
 
 Third-party errors (``redis.exceptions.*``, ``OSError`` from the local directory) are
-translated into these where they enter: in the stores, nowhere else.
+translated into these where they enter: Redis's in :mod:`redis_gocache.store.errors` (one
+table for both Redis clients), the local directory's in the stores.
 """
 
 from __future__ import annotations
@@ -48,7 +49,12 @@ class LocalStoreError(GoCacheError):
 
 
 class RemoteError(GoCacheError):
-    """Redis could not serve a command. The helper degrades to misses; it never fails a build."""
+    """Redis could not serve a command. The helper degrades to misses; it never fails a build.
+
+    ``code`` is the error reply's code (``NOPERM``, ``CLUSTERDOWN``, ...) when Redis sent one
+    (:mod:`redis_gocache.store.errors`)."""
+
+    code: str | None = None
 
 
 class RemoteUnavailable(RemoteError):
@@ -71,7 +77,8 @@ class RemoteMisconfigured(RemoteError):
 
 
 class PermissionDenied(RemoteError):
-    """Redis refused a command for lack of permission (ACL ``NOPERM``)."""
+    """Redis refused a write: for lack of permission (ACL ``NOPERM``), or because it is a
+    read-only replica (``READONLY``)."""
 
 
 class RejectedEntry(GoCacheError):

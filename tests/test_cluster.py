@@ -25,8 +25,9 @@ from redis_gocache.cli import build_cli
 from redis_gocache.config import parse_redis_url
 from redis_gocache.exceptions import ConfigError
 from redis_gocache.store.base import Entry
-from redis_gocache.store.redis import STREAM_CHUNK, RedisStore
+from redis_gocache.store.redis import RedisStore
 from redis_gocache.store.topology import CLUSTER, kind_of, parse
+from redis_gocache.store.upload import STREAM_CHUNK
 from tests.e2e.test_go_build import GO_TIMEOUT, HELLO, hit_ratio, make_runner, write_module
 from tests.redistopo import Cluster
 

@@ -11,11 +11,12 @@ import fakeredis
 import pytest
 import redis
 
+from redis_gocache.config import redact_url
 from redis_gocache.exceptions import RejectedEntry
-from redis_gocache.store import redis as redis_store
-from redis_gocache.store import resp
+from redis_gocache.store import resp, upload
 from redis_gocache.store.base import Entry
-from redis_gocache.store.redis import RedisStore, redact_url
+from redis_gocache.store.clients import PyReader
+from redis_gocache.store.redis import RedisStore
 from tests.redisproc import RedisServer
 
 TTL = 3600
@@ -43,13 +44,13 @@ def store(client: redis.Redis, request: pytest.FixtureRequest) -> Iterator[Redis
     if isinstance(client, fakeredis.FakeRedis):
         s = RedisStore("redis://unused:1/0", prefix="t:", ttl=TTL, inline_max=INLINE_MAX,
                        timeout=1.0, retries=0, max_connections=4)
-        s._light_plain = False  # no socket to talk to: everything goes through redis-py
+        s.clients._reader = PyReader(client)  # no socket to talk to: all through redis-py
     else:
         # Reads through the store's own read client (store/resp.py), writes through redis-py.
         server: RedisServer = request.getfixturevalue("redis_server")
         s = RedisStore(server.url, prefix="t:", ttl=TTL, inline_max=INLINE_MAX,
                        timeout=1.0, retries=0, max_connections=4)
-    s._client = client  # the test's own connection (fakeredis or the private server)
+    s.clients.client = client  # the test's own connection (fakeredis or the private server)
     yield s
     s.close()
 
@@ -99,7 +100,7 @@ def test_large_outputs_go_to_a_shared_blob(store, client, tmp_path) -> None:
 
 def test_huge_outputs_stream_in_chunks(store, client, tmp_path, monkeypatch) -> None:
     # Pieces of 4 KiB: GETRANGE's on the redis-py path, the receive buffer's on the light one.
-    monkeypatch.setattr(redis_store, "STREAM_CHUNK", 4096)
+    monkeypatch.setattr(upload, "STREAM_CHUNK", 4096)
     monkeypatch.setattr(resp, "_RECV", 4096)
     body = os.urandom(4096 * 5 + 17)
     action = os.urandom(32)
@@ -122,7 +123,7 @@ def test_a_streamed_piece_sent_twice_does_not_corrupt_the_blob(
     """A piece whose reply is lost (a timeout after Redis ran the command) is sent again by
     redis-py's retry. Found by the benchmark: with APPEND the piece landed twice and the
     upload was dropped as the wrong size."""
-    monkeypatch.setattr(redis_store, "STREAM_CHUNK", 4096)
+    monkeypatch.setattr(upload, "STREAM_CHUNK", 4096)
     store = RedisStore(redis_server.url, prefix="t:", ttl=TTL, inline_max=INLINE_MAX,
                        timeout=1.0, retries=1, max_connections=2)
     sent: list[str] = []
@@ -191,7 +192,7 @@ def test_malformed_inline_records_are_rejected(store, client, tmp_path, mutate, 
 @pytest.mark.parametrize("stream", [False, True], ids=["get", "getrange"])
 def test_missing_or_short_blobs_are_rejected(store, client, tmp_path, monkeypatch, stream) -> None:
     if stream:
-        monkeypatch.setattr(redis_store, "STREAM_CHUNK", 1024)
+        monkeypatch.setattr(upload, "STREAM_CHUNK", 1024)
     action = os.urandom(32)
     entry = put(store, tmp_path, os.urandom(INLINE_MAX * 3), action)
     okey = f"t:o:{entry.output_id.hex()}"
@@ -258,7 +259,7 @@ def test_a_huge_blob_is_read_in_getrange_pieces_not_one_get(
     store = RedisStore(redis_server.url, prefix="t:", ttl=TTL, inline_max=INLINE_MAX,
                        timeout=5.0, retries=1, max_connections=2)
     try:
-        body = os.urandom(3 * redis_store.STREAM_CHUNK + 5)
+        body = os.urandom(3 * upload.STREAM_CHUNK + 5)
         action = os.urandom(32)
         entry = put(store, tmp_path, body, action)
         redis_client.config_resetstat()

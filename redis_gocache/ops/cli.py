@@ -38,8 +38,8 @@ def fail(message: str) -> None:
 @contextmanager
 def redis_errors(config: Config, doing: str) -> Iterator[None]:
     """A Redis failure is one clear line and exit status 1, never a traceback."""
+    from redis_gocache.config import redact_url
     from redis_gocache.ops.common import scrub
-    from redis_gocache.store.redis import redact_url
 
     try:
         yield
@@ -145,9 +145,9 @@ def doctor(as_json: bool, **values: Any) -> None:
     """Check Redis, the local directory and Go; exit 1 if a check fails."""
     import dataclasses
 
+    from redis_gocache.config import redact_url
     from redis_gocache.ops.common import scrub
     from redis_gocache.ops.doctor import FAIL, render, run_checks
-    from redis_gocache.store.redis import redact_url
 
     config = settings(values)
     checks = run_checks(config)
@@ -233,9 +233,9 @@ def flush(yes: bool, dry_run: bool, **values: Any) -> None:
     Keys of other prefixes, including ones nested under this prefix, are left alone. The
     local directory is not touched (see `trim`).
     """
+    from redis_gocache.config import redact_url
     from redis_gocache.ops import flush as flushing
     from redis_gocache.ops.common import open_store, translated
-    from redis_gocache.store.redis import redact_url
 
     config = settings(values)
     if not config.prefix:

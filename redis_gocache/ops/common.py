@@ -88,7 +88,7 @@ def human_bytes(n: float) -> str:
 
 def scrub(text: str, config: Config) -> str:
     """``text`` with the password replaced, wherever it came from (URL, file, environment)."""
-    from redis_gocache.store.redis import redact_url
+    from redis_gocache.config import redact_url
 
     if config.redis_url:
         text = text.replace(config.redis_url, redact_url(config.redis_url))

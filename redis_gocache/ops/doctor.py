@@ -102,7 +102,7 @@ def redis_checks(config: Config) -> Iterator[Check]:
         yield Check("redis", WARN, "no REDIS_URL: the helper caches on local disk only",
                     "set REDIS_URL (or --redis-url) to share the cache")
         return
-    from redis_gocache.store.redis import redact_url
+    from redis_gocache.config import redact_url
 
     where = redact_url(config.redis_url)
     try:

@@ -307,7 +307,7 @@ def end_of_run(config: Config, remote: Remote | None, stats: Stats,
         # The store's own translation, not ops.common's wrapper: that module imports typing,
         # and this runs on the CPU of whatever the job runs next.
         with store.translate_errors():
-            push(store.light(), config.prefix, counts, paths, now)
+            push(store.reader(), config.prefix, counts, paths, now)
     except GoCacheError as exc:
         spool.give_back(claimed)
         spool.add(counters(stats.as_dict()), {checkout_root(os.getcwd()): 1})

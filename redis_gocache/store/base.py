@@ -7,7 +7,7 @@ imports; this module imports ``typing`` for the protocol, which that path avoids
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from redis_gocache.store.entry import Entry
 
@@ -65,4 +65,34 @@ class RemoteStore(Protocol):
         ...
 
 
-__all__ = ["Entry", "Pending", "RemoteStore", "Sink"]
+class ReaderPipeline(Protocol):
+    """Commands queued, then sent in one round trip (``execute``): the part of redis-py's
+    pipeline that prefetch batches, TTL refreshes and fleet counters use."""
+
+    def hgetall(self, key: str) -> object: ...
+    def hincrby(self, key: str, field: str, amount: int) -> object: ...
+    def hset(self, key: str, field: str, value: int | str) -> object: ...
+    def expire(self, key: str, seconds: int) -> object: ...
+    def execute(self) -> list[Any]: ...
+
+
+class Reader(Protocol):
+    """The Redis client for reads and the end-of-run writes (:mod:`redis_gocache.store.clients`
+    chooses it once): the light client (:mod:`redis_gocache.store.resp`) or redis-py's. Both
+    raise errors that :mod:`redis_gocache.store.errors` translates alike."""
+
+    def hgetall(self, key: str) -> dict[bytes, bytes]: ...
+    def get(self, key: str) -> bytes | None: ...
+    def strlen(self, key: str) -> int: ...
+    def set(self, key: str, value: bytes, ex: int) -> None: ...
+    def pipeline(self, transaction: bool = False) -> ReaderPipeline: ...
+
+    def stream(self, command: Sequence[str], size: int, sink: Sink) -> int | None:
+        """Send ``command`` (one bulk-string reply: ``GET``, ``GETRANGE``) and hand the reply
+        to ``sink`` if it is ``size`` bytes long; its length, ``None`` for a nil reply."""
+        ...
+
+    def close(self) -> None: ...
+
+
+__all__ = ["Entry", "Pending", "Reader", "ReaderPipeline", "RemoteStore", "Sink"]

@@ -26,78 +26,48 @@ Redis ACL reader user is what enforces it; this is the second fence). With a ``s
 record carries a ``sig`` field (see :mod:`redis_gocache.signing`); with a ``verifier`` a record
 whose signature is missing or wrong is rejected before its body is fetched.
 
-redis-py is imported when the first command it must send is sent, not before: a helper whose
-every request is a local hit never pays for the import, and reads on a plain single-server URL
-go through :mod:`redis_gocache.store.resp` without it.
+The parts, one job each: the key names are :mod:`~redis_gocache.store.keys`'s, the record's
+fields :mod:`~redis_gocache.store.record`'s, the two clients and the choice between them
+:mod:`~redis_gocache.store.clients`'s, the error table :mod:`~redis_gocache.store.errors`'s, the
+Cluster's dead-node guard :mod:`~redis_gocache.store.cluster`'s, large uploads
+:mod:`~redis_gocache.store.upload`'s. redis-py is imported when the first command it must send
+is sent, not before: a helper whose every request is a local hit never pays for the import,
+and reads on a plain single-server URL go through :mod:`redis_gocache.store.resp` without it.
 """
 
 from __future__ import annotations
 
-import functools
 import os
-import sys
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from redis_gocache.config import redact_url
-from redis_gocache.exceptions import (
-    ConfigError,
-    GoCacheError,
-    LocalStoreError,
-    PermissionDenied,
-    RejectedEntry,
-    RemoteError,
-    RemoteMisconfigured,
-    RemoteOutOfMemory,
-    RemoteUnavailable,
-    ShardUnavailable,
-    missing_module,
-)
+from redis_gocache.exceptions import GoCacheError, PermissionDenied, RejectedEntry
+from redis_gocache.store import upload
+from redis_gocache.store.clients import Clients
+from redis_gocache.store.cluster import NodeGuard
 from redis_gocache.store.entry import Entry
+from redis_gocache.store.errors import from_redis_py
 from redis_gocache.store.keys import Keys
-from redis_gocache.store.layout import is_hex_id
-from redis_gocache.store.resp import HIREDIS, LightClient, plain_address
-from redis_gocache.store.spill import POINTER_PREFIX
-from redis_gocache.store.topology import CLUSTER, SINGLE, is_tls, kind_of
-from redis_gocache.store.topology import connect as connect_topology
+from redis_gocache.store.record import BODY, REF, REF_BLOB, REF_SPILL, SIG, fields_for, parse_record
 
 TYPE_CHECKING = False  # not typing's: a new runner's first Redis hit waits for this module
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from typing import Any, cast
 
     import redis
 
+    from redis_gocache.config import Config
     from redis_gocache.signing import Signer, Verifier
-    from redis_gocache.store.base import Pending, Sink
+    from redis_gocache.store.base import Pending, Reader, Sink
     from redis_gocache.store.spill import SpillDir
 else:
     def cast(_type: object, value: object) -> object:
         """``typing.cast``, which only informs the type checker, without importing typing."""
         return value
 
-STREAM_CHUNK = 4 * 1024 * 1024
-"""Blobs larger than this travel in pieces this size (SETRANGE on the way in, GETRANGE on the
-way out), so neither side holds a whole large output in memory: not the helper, and not
-Redis, which copies a whole reply into its output buffers before it sends any of it."""
-
-UPLOAD_TTL = 600
-"""Seconds a half-finished streamed upload may linger before Redis drops it."""
-
 REFRESH_BATCH = 500
 """Entries per pipelined round trip when refreshing TTLs."""
-
-OUT_OF_MEMORY = "OOM"
-
-DEAD_NODE_SECONDS = 30.0
-"""How long a Redis Cluster node that failed is left alone (its keys are misses meanwhile)."""
-
-MAX_CLOCK_SKEW_NS = 24 * 3600 * 10**9
-"""A record's put time may be this far in the future (clocks of runners differ); later is
-garbage. cmd/go expires test results by this time, so one from the future would outlive
-``go clean -testcache``, and one past year 9999 is not a time Go can parse."""
 
 
 class RedisStore:
@@ -131,100 +101,55 @@ class RedisStore:
         self.keys = Keys(prefix)
         self.ttl = ttl
         self.inline_max = inline_max
-        self._conn_kwargs: dict[str, Any] = {
-            "socket_timeout": timeout,
-            "socket_connect_timeout": timeout,
-            "max_connections": max_connections,
-            "timeout": timeout,  # wait for a free pooled connection
-            "health_check_interval": 0,
-        }
-        if password is not None:
-            self._conn_kwargs["password"] = password
-        if tls_ca:
-            self._conn_kwargs["ssl_ca_certs"] = tls_ca
-        if tls_cert:
-            self._conn_kwargs["ssl_certfile"] = tls_cert
-        if tls_key:
-            self._conn_kwargs["ssl_keyfile"] = tls_key
-        self._retries = retries
+        self.clients = Clients(url, timeout=timeout, retries=retries,
+                               max_connections=max_connections, password=password,
+                               tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key)
         # A Cluster spreads keys over slots and no MULTI spans two, so puts write the blob
         # first and the record second (see put); a Sentinel primary is one server.
-        self._clustered = kind_of(url) == CLUSTER
-        self._dead_nodes: dict[str, float] = {}  # Cluster node name -> monotonic time to retry
-        self._client: redis.Redis | None = None
-        self._lock = threading.Lock()
-        # The read path's own client (store/resp.py), for plain single-server URLs.
-        self._password = password
-        self._timeout = timeout
-        self._light_client: LightClient | None = None
-        self._light_plain: bool | None = None  # unknown until first asked
+        self._clustered = self.clients.clustered
+        self._nodes = NodeGuard() if self._clustered else None
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Config,
+        *,
+        timeout: float | None = None,
+        max_connections: int | None = None,
+        signer: Signer | None = None,
+        verifier: Verifier | None = None,
+        spill: SpillDir | None = None,
+    ) -> RedisStore:
+        """The store that ``config`` describes (``timeout`` and ``max_connections``: the
+        helper's own unless given); nothing is sent yet."""
+        return cls(
+            config.redis_url or "",
+            prefix=config.prefix,
+            ttl=config.ttl,
+            inline_max=config.inline_max,
+            timeout=config.timeout if timeout is None else timeout,
+            retries=config.retries,
+            max_connections=(config.workers + 2 if max_connections is None
+                             else max_connections),
+            password=config.password,
+            tls_ca=config.tls_ca,
+            tls_cert=config.tls_cert,
+            tls_key=config.tls_key,
+            read_only=config.read_only,
+            signer=signer,
+            verifier=verifier,
+            spill=spill,
+        )
 
     # -- connection -------------------------------------------------------------------
 
     def client(self) -> redis.Redis:
         """The redis-py client, made (and redis imported) on first use."""
-        if self._client is None:
-            with self._lock:
-                if self._client is None:
-                    try:
-                        self._client = self._connect()
-                    except ConfigError as exc:
-                        raise RemoteMisconfigured(str(exc)) from None
-                    except ImportError as exc:
-                        raise RemoteMisconfigured(missing_module(exc)) from None
-        return self._client
+        return self.clients.redis_py()
 
-    def light(self) -> LightClient | redis.Redis:
-        """The client for reads and the end-of-run records:
-        :class:`~redis_gocache.store.resp.LightClient` where it can serve (plain single-server
-        URLs, no TLS), which spares a helper redis-py's import until it uploads; else the
-        redis-py client."""
-        if self._light_plain is None:
-            with self._lock:
-                if self._light_plain is None:
-                    address = None
-                    if not self._clustered and not any(
-                            k.startswith("ssl_") for k in self._conn_kwargs):
-                        address = plain_address(self.url, self._password)
-                    if address is not None:
-                        self._light_client = LightClient(address, self._timeout)
-                    elif not HIREDIS:
-                        sys.stderr.write("redis-gocache: hiredis is not installed for this "
-                                         "Python; reading through redis-py instead\n")
-                    self._light_plain = address is not None
-        if self._light_client is not None:
-            return self._light_client
-        return self.client()
-
-    def _connect(self) -> redis.Redis:
-        import redis
-        from redis.backoff import ExponentialBackoff
-        from redis.retry import Retry
-
-        kwargs = dict(self._conn_kwargs)
-        if not is_tls(self.url):
-            for key in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
-                if kwargs.pop(key, None):
-                    raise ConfigError("TLS options need a rediss:// URL")
-        if kind_of(self.url) != SINGLE:
-            return connect_topology(
-                self.url, kwargs, Retry(ExponentialBackoff(cap=0.1, base=0.01), self._retries))
-        try:
-            pool = redis.BlockingConnectionPool.from_url(
-                self.url,
-                # Bounds of one stalled call: connect and each reply wait socket timeouts, a
-                # busy pool waits ``timeout``; each retry pays them again after a short backoff.
-                retry=Retry(ExponentialBackoff(cap=0.1, base=0.01), self._retries),
-                **kwargs,
-            )
-        except (ValueError, TypeError):
-            # Not the parser's message: for a URL like redis://:pa/ss@host it quotes a piece of
-            # the password as the "port".
-            raise ConfigError(
-                f"cannot parse the Redis URL {redact_url(self.url)} (a password with / ? # or "
-                "@ must be percent-encoded, or given in REDIS_PASSWORD)"
-            ) from None
-        return redis.Redis(connection_pool=pool)
+    def reader(self) -> Reader:
+        """The client for reads and the end-of-run writes (:meth:`Clients.reader`)."""
+        return self.clients.reader()
 
     def _writing(self) -> None:
         """Safety check before any write: a read-only store sends none."""
@@ -233,84 +158,35 @@ class RedisStore:
 
     @contextmanager
     def translate_errors(self) -> Iterator[None]:
-        """Turn redis-py's exceptions into ours, here at the edge and in the operator
-        commands. (The light client raises ours already, and without redis-py imported
-        nothing here imports it.)"""
+        """Turn redis-py's and the sockets' exceptions into ours
+        (:func:`~redis_gocache.store.errors.from_redis_py`), here at the edge and in the
+        operator commands. The light client raises ours already."""
         try:
             yield
         except GoCacheError:
             raise
         except Exception as exc:
-            translated = _translated(exc)
+            translated = from_redis_py(exc)
             if translated is None:
                 raise
             raise translated from None
 
     @contextmanager
     def _shard(self, *keys: str) -> Iterator[None]:
-        """On a Redis Cluster, keep one dead node from costing the whole cache.
-
-        A node that failed is remembered for :data:`DEAD_NODE_SECONDS`: commands on its keys
-        raise :class:`ShardUnavailable` at once, without a network round trip, and a failure
-        becomes :class:`ShardUnavailable` too, which the guard answers with a miss but does not
-        take for an outage. Only when every primary has failed is Redis unavailable. On a
-        single server this does nothing.
-        """
-        if not self._clustered:
+        """On a Redis Cluster, the dead-node guard (:mod:`redis_gocache.store.cluster`);
+        on a single server nothing."""
+        if self._nodes is None:
             yield
             return
-        client = self._client
-        nodes = self._nodes_of(client, keys) if client is not None else []
-        now = time.monotonic()
-        down = [n for n in nodes if self._dead_nodes.get(n, 0.0) > now]
-        if down:
-            raise ShardUnavailable(f"Redis Cluster node {down[0]} is down")
-        try:
+        with self._nodes.around(self.clients.client, keys):
             yield
-        except RemoteUnavailable as exc:
-            self._node_failed(nodes, exc)
-        except ShardUnavailable:
-            raise
-        except RemoteError as exc:
-            # A node that died takes its slots along: redis-py says so in words, not types.
-            text = str(exc).lower()
-            if "clusterdown" in text or "cluster is down" in text or "slotnotcovered" in text:
-                self._node_failed(nodes, exc)
-            raise
-
-    def _node_failed(self, nodes: list[str], exc: RemoteError) -> None:
-        until = time.monotonic() + DEAD_NODE_SECONDS
-        for node in nodes:
-            self._dead_nodes[node] = until
-        client = self._client
-        try:
-            primaries = len(client.get_primaries()) if client is not None else 0  # type: ignore[attr-defined]
-        except Exception:  # noqa: BLE001 - no topology known: assume the worst
-            primaries = 0
-        dead = sum(1 for t in self._dead_nodes.values() if t > time.monotonic())
-        if primaries == 0 or dead >= primaries:
-            raise RemoteUnavailable(f"every Redis Cluster primary failed: {exc}") from None
-        which = ", ".join(nodes) or "?"
-        raise ShardUnavailable(f"Redis Cluster node {which} failed: {exc}") from None
-
-    @staticmethod
-    def _nodes_of(client: redis.Redis, keys: Sequence[str]) -> list[str]:
-        names: list[str] = []
-        for key in keys:
-            try:
-                name = client.get_node_from_key(key).name  # type: ignore[attr-defined]
-            except Exception:  # noqa: BLE001 - an unknown slot map: no node to blame
-                continue
-            if name not in names:
-                names.append(name)
-        return names
 
     # -- reads ------------------------------------------------------------------------
 
     def get(self, action_id: bytes, sink: Sink) -> Entry | None:
         akey = self.keys.action(action_id)
         with self._shard(akey), self.translate_errors():
-            raw = cast(dict[bytes, bytes], self.light().hgetall(akey))
+            raw = self.reader().hgetall(akey)
         return self._serve(action_id, raw, sink)
 
     def _serve(self, action_id: bytes, raw: dict[bytes, bytes], sink: Sink) -> Entry | None:
@@ -319,28 +195,28 @@ class RedisStore:
             return None
         entry = parse_record(raw)
         if self.verifier is not None:
-            problem = self.verifier.verify(action_id, entry, raw.get(b"sig"))
+            problem = self.verifier.verify(action_id, entry, raw.get(SIG))
             if problem is not None:
                 raise RejectedEntry(problem, "record is not signed by a trusted key")
-        body = raw.get(b"body")
+        body = raw.get(BODY)
         if body is not None:
             if len(body) != entry.size:
                 raise RejectedEntry("truncated", "inline body size differs from its record")
             if body:
                 sink(body)
             return entry
-        ref = raw.get(b"ref", b"")
-        if ref == b"o":
+        ref = raw.get(REF, b"")
+        if ref == REF_BLOB:
             okey = self.keys.blob(entry.output_id)
             with self._shard(okey), self.translate_errors():
-                self._read_blob(self.light(), okey, entry.size, sink)
+                self._read_blob(self.reader(), okey, entry.size, sink)
             return entry
-        if not ref.startswith(POINTER_PREFIX):
+        if not ref.startswith(REF_SPILL):
             raise RejectedEntry("bad_fields", "record has neither body nor blob reference")
         # A spill pointer, read outside _translate: the volume's trouble is no Redis outage.
         if self.spill is None:
             raise RejectedEntry("spill_unmounted", "output is in a spill directory not set here")
-        self.spill.read(ref[len(POINTER_PREFIX):], entry, sink)
+        self.spill.read(ref[len(REF_SPILL):], entry, sink)
         return entry
 
     def get_inline(
@@ -355,7 +231,7 @@ class RedisStore:
             return [None] * len(action_ids)
         keys = [self.keys.action(action_id) for action_id in action_ids]
         with self.translate_errors():
-            pipe = self.light().pipeline(transaction=False)
+            pipe = self.reader().pipeline(transaction=False)
             for key in keys:
                 pipe.hgetall(key)
             raws = cast(list[dict[bytes, bytes]], pipe.execute())
@@ -363,7 +239,7 @@ class RedisStore:
                                                                         strict=True)]
 
     def _inline(self, action_id: bytes, raw: dict[bytes, bytes]) -> tuple[Entry, bytes] | Pending:
-        body = raw.get(b"body") if raw else None
+        body = raw.get(BODY) if raw else None
         if body is not None:
             try:
                 entry = parse_record(raw)
@@ -371,21 +247,19 @@ class RedisStore:
                 entry = None
             if entry is not None and len(body) == entry.size and (
                     self.verifier is None
-                    or self.verifier.verify(action_id, entry, raw.get(b"sig")) is None):
+                    or self.verifier.verify(action_id, entry, raw.get(SIG)) is None):
                 return entry, body
         # Anything else, a miss or a record to reject included, is decided as get decides it.
         return lambda sink: self._serve(action_id, raw, sink)
 
     @staticmethod
-    def _read_blob(client: LightClient | redis.Redis, key: str, size: int, sink: Sink) -> None:
+    def _read_blob(client: Reader, key: str, size: int, sink: Sink) -> None:
         """One GET up to STREAM_CHUNK, GETRANGE pieces above it: Redis copies a whole reply
         into its output buffers before sending a byte, so one GET of 256 MiB would cost Redis
         that much memory and outlast the read timeout. The light client hands each reply to
         the sink as it arrives from the socket."""
-        read: Callable[[Sequence[str], int, Sink], int | None] = (
-            client.stream if isinstance(client, LightClient)
-            else functools.partial(_bulk_reply, client))
-        if size <= STREAM_CHUNK:
+        read = client.stream
+        if size <= upload.STREAM_CHUNK:
             length = read(("GET", key), size, sink)
             if length is None:
                 raise RejectedEntry("missing_blob", "blob is gone")
@@ -394,7 +268,7 @@ class RedisStore:
             return
         offset = 0
         while offset < size:
-            end = min(offset + STREAM_CHUNK, size)
+            end = min(offset + upload.STREAM_CHUNK, size)
             got = read(("GETRANGE", key, str(offset), str(end - 1)), end - offset, sink)
             if got != end - offset:  # GETRANGE of a missing key is empty, of a short one short
                 raise RejectedEntry("missing_blob" if offset == 0 and not got else "truncated",
@@ -415,17 +289,11 @@ class RedisStore:
 
     def _put(self, action_id: bytes, entry: Entry, path: str) -> None:
         akey = self.keys.action(action_id)
-        fields: dict[str, bytes | str | int] = {
-            "oid": entry.output_id.hex(),
-            "size": entry.size,
-            "time": entry.time_ns,
-        }
-        if self.signer is not None:
-            fields["sig"] = self.signer.sign(action_id, entry)
+        sig = self.signer.sign(action_id, entry) if self.signer is not None else None
         if self.spill is not None and entry.size > self.inline_max:
             # Into the shared spill directory first, the record pointing at it second; the
             # volume's trouble (LocalStoreError) is no Redis outage, so outside _translate.
-            fields["ref"] = POINTER_PREFIX.decode() + self.spill.store(entry, path)
+            fields = fields_for(entry, spill_path=self.spill.store(entry, path), sig=sig)
             with self.translate_errors():
                 pipe = self.client().pipeline(transaction=True)
                 self._write_record(pipe, akey, fields)
@@ -433,19 +301,18 @@ class RedisStore:
             return
         # Read small bodies before talking to Redis: a local file that vanished is not an
         # outage (inside _translate an OSError would be taken for one).
-        data = _read_file(path) if entry.size <= STREAM_CHUNK else None
+        data = upload.read_file(path) if entry.size <= upload.STREAM_CHUNK else None
         with self.translate_errors():
             client = self.client()
             if entry.size <= self.inline_max:
-                fields["body"] = data or b""
                 pipe = client.pipeline(transaction=True)
-                self._write_record(pipe, akey, fields)
+                self._write_record(pipe, akey, fields_for(entry, body=data or b"", sig=sig))
                 pipe.execute()
                 return
-            fields["ref"] = "o"
+            fields = fields_for(entry, sig=sig)
             okey = self.keys.blob(entry.output_id)
-            if entry.size <= STREAM_CHUNK:
-                assert data is not None  # read above: size <= STREAM_CHUNK
+            if entry.size <= upload.STREAM_CHUNK:
+                assert data is not None  # read above: size <= upload.STREAM_CHUNK
                 if self._clustered:
                     # Two slots: the blob is stored before the record that points at it.
                     client.set(okey, data, ex=self.ttl)
@@ -462,7 +329,10 @@ class RedisStore:
             # A large blob that is already stored (same output from another action, or another
             # runner) only needs its TTL pushed out; EXPIRE answers whether it exists.
             if not client.expire(okey, self.ttl):
-                self._upload(client, okey, path, entry.size)
+                # On a Cluster RENAME needs both keys in one slot: the blob key rides along
+                # in the upload key as a hash tag.
+                tkey = self.keys.upload(os.urandom(16), okey if self._clustered else None)
+                upload.upload(client, tkey, okey, path, entry.size, self.ttl, self._clustered)
             pipe = client.pipeline(transaction=True)
             if not self._clustered:  # clustered: the EXPIRE or upload above set the TTL
                 pipe.expire(okey, self.ttl)
@@ -474,43 +344,10 @@ class RedisStore:
         pipe.hset(akey, mapping=fields)
         pipe.expire(akey, self.ttl)
 
-    def _upload(self, client: redis.Redis, okey: str, path: str, size: int) -> None:
-        # On a Cluster RENAME needs both keys in one slot: the blob key rides along as a hash tag.
-        tkey = self.keys.upload(os.urandom(16), okey if self._clustered else None)
-        with _open_local(path) as f:
-            # The key is made at its full size first, then filled piece by piece at fixed
-            # offsets. SETRANGE at an offset can be retried after a timeout without harm (an
-            # APPEND that timed out may have landed, and its retry doubled the piece), and
-            # the string never grows, so Redis copies nothing: growing it by APPEND made
-            # Redis reallocate it once per piece, slow enough to hit the timeout.
-            pipe = client.pipeline(transaction=False)
-            pipe.setrange(tkey, size - 1, b"\0")
-            pipe.expire(tkey, UPLOAD_TTL)
-            pipe.execute()
-            offset = 0
-            while piece := _read_piece(f):
-                if offset + len(piece) <= size:  # A file that grew fails the check below.
-                    client.setrange(tkey, offset, piece)
-                offset += len(piece)
-        if offset != size:
-            client.delete(tkey)
-            raise RemoteError(f"the local file changed during the upload ({offset} of {size} "
-                              "bytes)")
-        if self._clustered:
-            # redis-py refuses RENAME in a cluster pipeline; the blob keeps the upload key's
-            # short TTL until the EXPIRE, and no record points at it before then.
-            client.rename(tkey, okey)
-            client.expire(okey, self.ttl)
-            return
-        pipe = client.pipeline(transaction=True)
-        pipe.rename(tkey, okey)
-        pipe.expire(okey, self.ttl)
-        pipe.execute()
-
     def refresh(self, items: Sequence[tuple[bytes, Entry]]) -> None:
         self._writing()
         with self._shard(), self.translate_errors():
-            client = self.light()
+            client = self.reader()
             for start in range(0, len(items), REFRESH_BATCH):
                 pipe = client.pipeline(transaction=False)
                 for action_id, entry in items[start:start + REFRESH_BATCH]:
@@ -526,13 +363,13 @@ class RedisStore:
     def read_manifest(self, tag: str) -> bytes | None:
         mkey = self.keys.manifest(tag)
         with self._shard(mkey), self.translate_errors():
-            return cast(bytes | None, self.light().get(mkey))
+            return self.reader().get(mkey)
 
     def write_manifest(self, tag: str, action_ids: bytes) -> None:
         self._writing()
         mkey = self.keys.manifest(tag)
         with self._shard(mkey), self.translate_errors():
-            self.light().set(mkey, action_ids, ex=self.ttl)
+            self.reader().set(mkey, action_ids, ex=self.ttl)
 
     def ping(self) -> float:
         """Round-trip time of one PING, in seconds."""
@@ -543,95 +380,7 @@ class RedisStore:
             return time.perf_counter() - start
 
     def close(self) -> None:
-        if self._light_client is not None:
-            self._light_client.close()
-        if self._client is not None:
-            try:
-                self._client.connection_pool.disconnect()
-            except Exception:  # noqa: BLE001 - closing sockets must not fail an exit
-                pass
+        self.clients.close()
 
 
-def _translated(exc: Exception) -> RemoteError | None:
-    """Our exception for one of redis-py's or a socket's; ``None`` for anything else."""
-    if isinstance(exc, OSError):
-        return RemoteUnavailable(f"{type(exc).__name__}: {exc}")
-    if "redis" not in sys.modules:
-        return None  # Not redis-py's: it is not even imported.
-    import redis.exceptions as rex
-
-    if isinstance(exc, rex.NoPermissionError):
-        return PermissionDenied(str(exc))
-    if isinstance(exc, rex.OutOfMemoryError):
-        return RemoteOutOfMemory(f"Redis is out of memory: {exc}")
-    if isinstance(exc, rex.ReadOnlyError):
-        return PermissionDenied(f"Redis is a read-only replica: {exc}")
-    if isinstance(exc, rex.ResponseError):
-        text = str(exc)
-        if "NOPERM" in text:
-            return PermissionDenied(text)
-        if OUT_OF_MEMORY in text:
-            return RemoteOutOfMemory(f"Redis is out of memory: {text}")
-        return RemoteError(f"Redis refused a command: {text}")
-    if isinstance(exc, (rex.ConnectionError, rex.TimeoutError)):
-        # AuthenticationError is a ConnectionError: wrong credentials are as good as down.
-        return RemoteUnavailable(f"{type(exc).__name__}: {exc}")
-    if isinstance(exc, (rex.RedisError, rex.RedisClusterException)):
-        # RedisClusterException is not a RedisError: a slot no node serves, a pipeline that
-        # spans slots.
-        return RemoteError(f"{type(exc).__name__}: {exc}")
-    return None
-
-
-def _bulk_reply(client: Any, command: Sequence[str], size: int,
-                sink: Sink) -> int | None:
-    """:meth:`LightClient.stream` on redis-py: the bulk-string reply to ``command`` goes to
-    ``sink`` if it is ``size`` bytes long; returns its length, ``None`` for a nil reply."""
-    data: bytes | None = client.execute_command(*command)  # redis-py types it loosely
-    if data is None:
-        return None
-    if len(data) == size and data:
-        sink(data)
-    return len(data)
-
-
-def parse_record(raw: dict[bytes, bytes]) -> Entry:
-    """The :class:`Entry` of an action hash; :class:`RejectedEntry` if a field is bad."""
-    try:
-        oid = raw[b"oid"].decode("ascii")
-        size = int(raw[b"size"])
-        time_ns = int(raw[b"time"])
-    except KeyError:
-        raise RejectedEntry("bad_fields", "record lacks oid, size or time") from None
-    except (UnicodeDecodeError, ValueError):
-        raise RejectedEntry("bad_fields", "record has a garbled oid, size or time") from None
-    if not is_hex_id(oid):
-        raise RejectedEntry("bad_fields", "record's output id is not 32 bytes of hex")
-    if size < 0 or time_ns <= 0 or time_ns > time.time_ns() + MAX_CLOCK_SKEW_NS:
-        raise RejectedEntry("bad_fields", "record's size or time is out of range")
-    return Entry(bytes.fromhex(oid), size, time_ns)
-
-
-def _read_file(path: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as exc:
-        raise LocalStoreError(f"cannot read {path}: {exc.strerror}") from None
-
-
-def _open_local(path: str) -> Any:
-    try:
-        return open(path, "rb")
-    except OSError as exc:
-        raise LocalStoreError(f"cannot read {path}: {exc.strerror}") from None
-
-
-def _read_piece(f: Any) -> bytes:
-    try:
-        return cast(bytes, f.read(STREAM_CHUNK))
-    except OSError as exc:
-        raise LocalStoreError(f"cannot read {f.name}: {exc.strerror}") from None
-
-
-__all__ = ["RedisStore", "parse_record", "redact_url"]
+__all__ = ["RedisStore", "parse_record"]

@@ -19,7 +19,7 @@ It serves only plain single-server URLs, ``redis://[user:password@]host[:port][/
 options stay with redis-py (:meth:`RedisStore.client`), as do uploads and every other write.
 Errors are ours (:mod:`redis_gocache.exceptions`) from the start: a socket that fails, times
 out or is refused its credentials raises :class:`RemoteUnavailable`; an error reply raises
-what the redis-py path would have raised for it.
+what :mod:`redis_gocache.store.errors`, the table the redis-py path uses too, says.
 """
 
 from __future__ import annotations
@@ -34,12 +34,8 @@ except ImportError:  # the optional C accelerator: without it redis-py serves th
 else:
     HIREDIS = True
 
-from redis_gocache.exceptions import (
-    PermissionDenied,
-    RemoteError,
-    RemoteOutOfMemory,
-    RemoteUnavailable,
-)
+from redis_gocache.exceptions import RemoteError, RemoteUnavailable
+from redis_gocache.store.errors import from_reply
 
 TYPE_CHECKING = False  # not typing's: see redis_gocache.config
 if TYPE_CHECKING:
@@ -123,14 +119,7 @@ def _pack(command: Sequence[bytes | str]) -> bytes:
 
 
 def _reply_error(error: hiredis.ReplyError | str) -> RemoteError:
-    text = str(error)
-    if text.startswith("NOPERM"):
-        return PermissionDenied(text)
-    if text.startswith("OOM"):
-        return RemoteOutOfMemory(f"Redis is out of memory: {text}")
-    if text.startswith(("LOADING", "MASTERDOWN", "BUSY")):
-        return RemoteUnavailable(text)
-    return RemoteError(f"Redis refused a command: {text}")
+    return from_reply(str(error))
 
 
 class _Connection:

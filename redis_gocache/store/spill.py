@@ -55,9 +55,6 @@ TYPE_CHECKING = False  # not typing's: the Redis store imports this module (see 
 if TYPE_CHECKING:
     from redis_gocache.store.base import Sink
 
-POINTER_PREFIX = b"f:"
-"""How an action hash's ``ref`` field says "the body is in the spill directory"."""
-
 USE_MARK_INTERVAL = 3600.0
 """Seconds between two updates of a spill file's mtime (its last use)."""
 
