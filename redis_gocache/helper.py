@@ -178,23 +178,8 @@ def _make_remote(config: Config, stats: Stats) -> Remote | None:
         # On first use only: a fully local run never imports the Redis store (nor redis).
         from redis_gocache.store.redis import RedisStore
 
-        return RedisStore(
-            config.redis_url or "",
-            prefix=config.prefix,
-            ttl=config.ttl,
-            inline_max=config.inline_max,
-            timeout=config.timeout,
-            retries=config.retries,
-            max_connections=config.workers + 2,
-            password=config.password,
-            tls_ca=config.tls_ca,
-            tls_cert=config.tls_cert,
-            tls_key=config.tls_key,
-            read_only=config.read_only,
-            signer=signer,
-            verifier=verifier,
-            spill=_make_spill(config),
-        )
+        return RedisStore.from_config(config, signer=signer, verifier=verifier,
+                                      spill=_make_spill(config))
 
     from redis_gocache.tags import server_tag
 

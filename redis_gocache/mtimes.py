@@ -45,10 +45,6 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    import click
 
 WINDOW_START_NS = 946_684_800 * 10**9
 """2000-01-01T00:00:00Z: the earliest time handed out."""
@@ -337,50 +333,12 @@ def normalize(root: str, *, use_git: bool = True, listing: Listing | None = None
     return result
 
 
-# -- the command -----------------------------------------------------------------------------
-
-
-def _iso(ns: int) -> str:
+def iso_time(ns: int) -> str:
+    """A time in ns since the epoch as RFC 3339 in UTC, for ``normalize-mtimes -v``
+    (the command is :mod:`redis_gocache.commands`')."""
     seconds, frac = divmod(ns, 10**9)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{frac:09d}Z"
 
 
-def register_cli(group: click.Group) -> None:
-    """Add ``redis-gocache normalize-mtimes`` to the click group."""
-    import click
-
-    @group.command("normalize-mtimes")
-    @click.argument("directory", default=".",
-                    type=click.Path(exists=True, file_okay=False, dir_okay=True))
-    @click.option("-v", "--verbose", is_flag=True,
-                  help="List every file, directory and symlink with its time.")
-    @click.option("--no-git", is_flag=True,
-                  help="Read and hash every file even in a git working tree (the same times).")
-    def normalize_mtimes(directory: str, verbose: bool, no_git: bool) -> None:
-        """Set modification times from content, so `go test` results hit on fresh checkouts.
-
-        Run it right after the checkout, before any `go` command. cmd/go keys a cached test
-        result on the modification times of the files the test read; a clone gives every
-        file a new one. This sets the time of every file, directory and symlink under
-        DIRECTORY (default: the current one; .git is left alone) to a hash of its content,
-        years in the past: the same on every runner for the same content, different for
-        different content, so an edit is never served a stale result. In a git working tree
-        it takes the files' hashes from git's index and reads only files that git reports
-        as changed or does not track.
-        """
-        def show(path: str, kind: str, ns: int, done: bool) -> None:
-            click.echo(f"{'set ' if done else 'kept'}  {_iso(ns)}  {kind:<7}  {path}")
-
-        try:
-            result = normalize(directory, use_git=not no_git, listing=show if verbose else None)
-        except OSError as exc:
-            raise click.ClickException(f"{directory}: {exc.strerror or exc}") from None
-        for error in result.errors:
-            click.echo(f"redis-gocache: normalize-mtimes: {error}", err=True)
-        click.echo(result.summary())
-        if result.errors:
-            click.get_current_context().exit(1)
-
-
-__all__ = ["GitIndex", "Result", "blob_id", "dir_time", "file_time", "link_time", "normalize",
-           "read_git_index"]
+__all__ = ["GitIndex", "Result", "blob_id", "dir_time", "file_time", "iso_time", "link_time",
+           "normalize", "read_git_index"]

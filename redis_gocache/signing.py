@@ -25,19 +25,17 @@ import hashlib
 import os
 import struct
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from redis_gocache.exceptions import ConfigError
 from redis_gocache.store.base import Entry
-
-if TYPE_CHECKING:
-    import click
+from redis_gocache.store.record import SIG
 
 TAG = b"redis-gocache entry v1\0"
 """Domain separation: a signature made for an entry is good for nothing else."""
 
-SIG_FIELD = "sig"
-"""Name of the hash field holding the signature."""
+SIG_FIELD = SIG.decode()
+"""Name of the hash field holding the signature (:mod:`redis_gocache.store.record`'s)."""
 
 SIG_SIZE = 64
 """Bytes in an Ed25519 signature."""
@@ -235,28 +233,6 @@ def generate(private_path: str, public_path: str) -> str:
     with open(public_path, "wb") as f:
         f.write(public_pem)
     return key_id(_public_raw(key.public_key()))
-
-
-def register_cli(group: click.Group) -> None:
-    """Add ``redis-gocache keygen`` to the click group."""
-    import click
-
-    @group.command("keygen")
-    @click.argument("private_key", type=click.Path(dir_okay=False))
-    @click.option("--public", "public_key", type=click.Path(dir_okay=False), default=None,
-                  help="Where to write the public key [default: PRIVATE_KEY.pub]")
-    def keygen(private_key: str, public_key: str | None) -> None:
-        """Make an Ed25519 key pair for signing cache entries.
-
-        The private key (mode 0600) goes to trusted writers only (--signing-key); the public
-        key to every helper that should check signatures (--trusted-keys).
-        """
-        public_key = public_key or private_key + ".pub"
-        try:
-            kid = generate(private_key, public_key)
-        except ConfigError as exc:
-            raise click.ClickException(str(exc)) from None
-        click.echo(f"private key: {private_key}\npublic key:  {public_key}\nkey id:      {kid}")
 
 
 __all__ = ["SIG_FIELD", "Signer", "Verifier", "generate", "keyset_tag", "message"]

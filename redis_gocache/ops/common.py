@@ -33,19 +33,9 @@ def open_store(config: Config, timeout: float | None = None) -> RedisStore:
         raise ConfigError("no Redis URL: set REDIS_URL or --redis-url")
     from redis_gocache.store.redis import RedisStore
 
-    return RedisStore(
-        config.redis_url,
-        prefix=config.prefix,
-        ttl=config.ttl,
-        inline_max=config.inline_max,
-        timeout=timeout if timeout is not None else max(config.timeout, OPS_TIMEOUT),
-        retries=config.retries,
-        max_connections=2,
-        password=config.password,
-        tls_ca=config.tls_ca,
-        tls_cert=config.tls_cert,
-        tls_key=config.tls_key,
-    )
+    return RedisStore.from_config(
+        config, timeout=timeout if timeout is not None else max(config.timeout, OPS_TIMEOUT),
+        max_connections=2)
 
 
 def primaries(client: Any) -> list[Any]:

@@ -1,8 +1,14 @@
-"""The operator commands' click front ends: ``stats``, ``doctor``, ``trim``, ``flush``.
+"""The click command tree, all of it: the group (the helper itself, run with no command), the
+operator commands ``stats``, ``doctor``, ``trim``, ``flush``, ``keygen`` and
+``normalize-mtimes``.
 
-The work is done in the sibling modules; here are options, output and exit statuses. Every
-command takes the helper's settings too (``--redis-url``, ``--prefix``, ...; each with its
-environment variable), so one job environment serves the helper and the commands alike.
+:mod:`redis_gocache.cli` imports this module only when the command line is not the helper's
+(``--help``, ``--version``, a subcommand, a bad option): the helper's path never loads click.
+The work is done in :mod:`redis_gocache.ops`, :mod:`redis_gocache.signing` and
+:mod:`redis_gocache.mtimes`; here are
+options, output and exit statuses. Every command takes the helper's settings too
+(``--redis-url``, ``--prefix``, ...; each with its environment variable), so one job
+environment serves the helper and the commands alike.
 """
 
 from __future__ import annotations
@@ -11,15 +17,56 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
-from redis_gocache.cli import helper_options, resolve_or_exit
+from redis_gocache import config as _config
 from redis_gocache.config import Config, parse_duration, parse_size
 from redis_gocache.exceptions import ConfigError, RemoteError
 
+F = TypeVar("F", bound=Callable[..., Any])
+
 EXIT_FAILED = 1
+
+
+def helper_options(func: F) -> F:
+    """Decorate a click command with every option of the settings table."""
+    for opt in reversed(_config.OPTIONS):
+        if opt.is_flag:
+            func = click.option(*opt.flags, opt.name, is_flag=True, default=None,
+                                help=f"{opt.help} [env: {opt.envvar}]")(func)
+        else:
+            func = click.option(*opt.flags, opt.name, default=None, metavar=opt.metavar,
+                                type=_click_type(opt), help=f"{opt.help} [env: {opt.envvar}]")(func)
+    return func
+
+
+def _click_type(opt: _config.Option) -> Any:
+    if opt.parse is None:
+        raise TypeError(f"{opt.name} is a flag, not a value")
+    parse: Callable[[str], Any] = opt.parse
+
+    class _Parsed(click.ParamType):  # type: ignore[type-arg,unused-ignore]
+        name = opt.metavar.lower() or "value"
+
+        def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+            if not isinstance(value, str):
+                return value
+            try:
+                return parse(value)
+            except ConfigError as exc:
+                self.fail(str(exc), param, ctx)
+
+    return _Parsed()
+
+
+def resolve_or_exit(values: dict[str, Any]) -> _config.Config:
+    """Resolve settings for a subcommand; a bad one is a usage error, not a traceback."""
+    try:
+        return _config.resolve(values)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 def settings(values: dict[str, Any]) -> Config:
@@ -265,12 +312,96 @@ def flush(yes: bool, dry_run: bool, **values: Any) -> None:
                + (f"; left {done.foreign} other keys under the prefix" if done.foreign else ""))
 
 
-COMMANDS = (stats, doctor, trim, flush)
+@click.command("keygen")
+@click.argument("private_key", type=click.Path(dir_okay=False))
+@click.option("--public", "public_key", type=click.Path(dir_okay=False), default=None,
+              help="Where to write the public key [default: PRIVATE_KEY.pub]")
+def keygen(private_key: str, public_key: str | None) -> None:
+    """Make an Ed25519 key pair for signing cache entries.
+
+    The private key (mode 0600) goes to trusted writers only (--signing-key); the public
+    key to every helper that should check signatures (--trusted-keys).
+    """
+    from redis_gocache.signing import generate
+
+    public_key = public_key or private_key + ".pub"
+    try:
+        kid = generate(private_key, public_key)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"private key: {private_key}\npublic key:  {public_key}\nkey id:      {kid}")
 
 
-def register(group: click.Group) -> None:
+@click.command("normalize-mtimes")
+@click.argument("directory", default=".",
+                type=click.Path(exists=True, file_okay=False, dir_okay=True))
+@click.option("-v", "--verbose", is_flag=True,
+              help="List every file, directory and symlink with its time.")
+@click.option("--no-git", is_flag=True,
+              help="Read and hash every file even in a git working tree (the same times).")
+def normalize_mtimes(directory: str, verbose: bool, no_git: bool) -> None:
+    """Set modification times from content, so `go test` results hit on fresh checkouts.
+
+    Run it right after the checkout, before any `go` command. cmd/go keys a cached test
+    result on the modification times of the files the test read; a clone gives every
+    file a new one. This sets the time of every file, directory and symlink under
+    DIRECTORY (default: the current one; .git is left alone) to a hash of its content,
+    years in the past: the same on every runner for the same content, different for
+    different content, so an edit is never served a stale result. In a git working tree
+    it takes the files' hashes from git's index and reads only files that git reports
+    as changed or does not track.
+    """
+    from redis_gocache.mtimes import iso_time, normalize
+
+    def show(path: str, kind: str, ns: int, done: bool) -> None:
+        click.echo(f"{'set ' if done else 'kept'}  {iso_time(ns)}  {kind:<7}  {path}")
+
+    try:
+        result = normalize(directory, use_git=not no_git, listing=show if verbose else None)
+    except OSError as exc:
+        raise click.ClickException(f"{directory}: {exc.strerror or exc}") from None
+    for error in result.errors:
+        click.echo(f"redis-gocache: normalize-mtimes: {error}", err=True)
+    click.echo(result.summary())
+    if result.errors:
+        click.get_current_context().exit(1)
+
+
+COMMANDS = (stats, doctor, trim, flush, keygen, normalize_mtimes)
+"""The subcommands, in the order ``--help`` lists them (click sorts them by name)."""
+
+
+def build_cli() -> click.Group:
+    """The click command tree."""
+    from redis_gocache import __version__
+
+    @click.group(
+        invoke_without_command=True,
+        context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    )
+    @click.version_option(__version__, "-V", "--version", prog_name="redis-gocache")
+    @helper_options
+    @click.pass_context
+    def cli(ctx: click.Context, /, **values: Any) -> None:
+        """Share Go's build cache through Redis.
+
+        With no command, run as the GOCACHEPROG helper that the go command starts:
+
+            GOCACHEPROG=redis-gocache REDIS_URL=redis://cache:6379/0 go build ./...
+
+        Every option can also be set by its environment variable.
+        """
+        if ctx.invoked_subcommand is not None:
+            ctx.obj = values
+            return
+        from redis_gocache.helper import run_helper
+
+        ctx.exit(run_helper(resolve_or_exit(values)))
+
     for command in COMMANDS:
-        group.add_command(command)
+        cli.add_command(command)
+    return cli
 
 
-__all__ = ["register"]
+
+__all__ = ["build_cli", "helper_options", "resolve_or_exit"]
