@@ -98,11 +98,16 @@ def test_both_clients_translate_a_reply_alike(reply: str, op: str) -> None:
 @pytest.mark.parametrize("client", list(CLIENTS))
 def test_a_build_succeeds_under_each_client_while_redis_answers_errors(
         go_recording: GoRecording, tmp_path: Path, client: str) -> None:
-    """Every reply in turn, each for one rebuild (local misses go to Redis, puts upload): the
-    build and the binary always work; no error reaches cmd/go."""
-    for i, reply in enumerate(REPLIES):
-        if reply == SILENT:
-            continue  # a stalled Redis is test_faults_build's
+    """A rebuild (local misses go to Redis, puts upload) while Redis answers every command
+    with one error: one reply for each exception the table yields (the test above shows every
+    reply yields the same one on both clients), and a reset connection. The build and the
+    binary always work; no error reaches cmd/go."""
+    chosen: dict[str, str] = {}
+    for reply, (kind, _) in REPLIES.items():
+        if reply != SILENT:  # a stalled Redis is test_faults_build's
+            chosen.setdefault(kind.__name__ if reply != RESET else RESET, reply)
+    assert len(chosen) == 5, chosen
+    for i, reply in enumerate(chosen.values()):
         with ScriptedRedis(reply) as server:
             runner = Runner(go_recording, tmp_path, f"{client}-{i}", 100 + i,
                             server.url + CLIENTS[client],

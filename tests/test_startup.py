@@ -1,11 +1,13 @@
-"""The start-up budget: what the helper imports before its first answer on a warm runner.
+"""The start-up import rules, written down once (:data:`RULES`) and checked by one test.
 
 cmd/go starts a helper for every ``go`` command and waits for each answer, so every
-millisecond between exec and the first local hit is a millisecond of every warm build
-(bench/README.md). Modules measured at several milliseconds each on a CI runner must stay off
-that path; they may be imported later (a miss, a put, the end of the run). The list is
-checked against a real helper process with ``python -X importtime``, warm local directory,
-Redis configured and reachable, and a command this runner has run before.
+millisecond between exec and the first local hit is a millisecond of every warm build, and
+every millisecond before a new runner's first Redis hit one of its build (docs/design.md,
+"The warm path"). For each stage the table says which of our modules may be imported by then
+(they keep to light imports: ``TYPE_CHECKING = False``, no dataclasses) and which heavy
+modules must not be; a module of ours not listed on any path may be plain Python. Each stage
+is checked against a real helper process under ``python -X importtime``, with Redis
+configured and reachable.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
+import pytest
 import redis
 
 from tests.gocmd import action_id, helper_env, output_id
@@ -30,6 +33,42 @@ HEAVY = frozenset({
     "threading", "signal", "concurrent.futures", "redis", "click", "asyncio", "ssl",
 })
 """Modules the path to the first local hit must not import (each costs 3-15 ms there)."""
+
+_WARM_PATH = frozenset({
+    "redis_gocache", "redis_gocache.answers", "redis_gocache.cache", "redis_gocache.cli",
+    "redis_gocache.config", "redis_gocache.exceptions", "redis_gocache.handshake",
+    "redis_gocache.helper", "redis_gocache.prefetch", "redis_gocache.remote",
+    "redis_gocache.server", "redis_gocache.stats", "redis_gocache.store",
+    "redis_gocache.store.disk", "redis_gocache.store.entry", "redis_gocache.store.layout",
+    "redis_gocache.tags", "redis_gocache.value", "redis_gocache.wire",
+})
+_REDIS_PATH = _WARM_PATH | {
+    "redis_gocache.store.clients", "redis_gocache.store.cluster", "redis_gocache.store.errors",
+    "redis_gocache.store.keys", "redis_gocache.store.record", "redis_gocache.store.redis",
+    "redis_gocache.store.resp", "redis_gocache.store.topology", "redis_gocache.store.upload",
+}
+
+
+class Rule:
+    """One stage of a run: which of our modules may be imported by then, which others not."""
+
+    def __init__(self, run: str, ours: frozenset[str], forbidden: frozenset[str]) -> None:
+        self.run, self.ours, self.forbidden = run, ours, forbidden
+
+
+RULES = {
+    # A warm runner, a command it has run before: the whole build is local hits.
+    "before the first local hit": Rule("warm", _WARM_PATH, HEAVY),
+    # A new runner: its first get is a Redis hit, read by store/resp.py, not redis-py
+    # (about 100 ms: it brings asyncio).
+    "before the first Redis hit": Rule("new", _REDIS_PATH, frozenset({
+        "redis", "asyncio", "typing", "dataclasses", "inspect", "click"})),
+    # A run that only read: its refreshes, manifest and fleet counters go through the light
+    # client too; redis-py's import would land on the CPU of the next go command.
+    "after the last answer": Rule("new, whole run", _REDIS_PATH | {
+        "redis_gocache.ops", "redis_gocache.ops.fleet"}, frozenset({"redis", "asyncio"})),
+}
+"""The start-up import rules (docs/design.md points here)."""
 
 BODY = b"warm output\n" * 20
 
@@ -85,15 +124,18 @@ def _run(cache_dir: Path, url: str, requests: list[dict[str, object]], log: Path
     return answers
 
 
-def test_no_heavy_import_before_the_first_local_hit(tmp_path: Path) -> None:
+def _runs(tmp_path: Path) -> dict[str, list[str]]:
+    """The modules each run of :data:`RULES` imported (beyond a bare interpreter's), with its
+    first answer checked: a warm runner's local hit, and a new runner's Redis hit."""
     action = base64.b64encode(action_id("warm")).decode()
     put = {"Command": "put", "ActionID": action,
            "OutputID": base64.b64encode(output_id(BODY)).decode(), "BodySize": len(BODY)}
     get = {"Command": "get", "ActionID": action}
     with RedisServer() as server:
         cache_dir = tmp_path / "cache"
-        # Run 1 fills the local directory (and Redis); run 2 marks the command as run here
-        # (the prefetcher keys on the parent's command line: pytest's, the same each time).
+        # Run 1 fills the local directory (and Redis: close waits for the upload); run 2 marks
+        # the command as run here (the prefetcher keys on the parent's command line: pytest's,
+        # the same each time).
         body_line = json.dumps(base64.b64encode(BODY).decode())
         done = subprocess.run([sys.executable, *_CLEAN, "-m", "redis_gocache"],
                               input=(json.dumps({"ID": 1, **put}) + "\n" + body_line
@@ -102,46 +144,40 @@ def test_no_heavy_import_before_the_first_local_hit(tmp_path: Path) -> None:
                               timeout=60, check=True)
         assert b'"DiskPath"' in done.stdout, done
         assert "DiskPath" in _run(cache_dir, server.url, [get], tmp_path / "run2.log")[0]
-        warm = _run(cache_dir, server.url, [get], tmp_path / "run3.log", importtime=True)[0]
-    assert "DiskPath" in warm, warm
-    baseline = _imported(subprocess.run([sys.executable, *_CLEAN, "-X", "importtime", "-c", "pass"],
-                                        capture_output=True, timeout=60).stderr)
-    imports = warm["imports"]
-    assert isinstance(imports, list)
-    ours = [name for name in imports if name not in set(baseline)]
-    assert "redis_gocache.server" in ours  # the log really covers the helper's start
-    assert not HEAVY.intersection(ours), sorted(HEAVY.intersection(ours))
-
-
-def test_a_redis_hit_does_not_wait_for_redis_py(tmp_path: Path) -> None:
-    """A new runner's first Redis hit is read by the store's own client (store/resp.py):
-    redis-py's import (about 100 ms: it brings asyncio) is left to uploads, and the Redis store
-    on the way imports no typing or dataclasses either. A run that only read never imports
-    redis-py, not even for its fleet counters after the last answer (that CPU would go to the
-    next go command)."""
-    action = base64.b64encode(action_id("remote")).decode()
-    put = {"Command": "put", "ActionID": action,
-           "OutputID": base64.b64encode(output_id(BODY)).decode(), "BodySize": len(BODY)}
-    with RedisServer() as server:
-        body_line = json.dumps(base64.b64encode(BODY).decode())
-        subprocess.run([sys.executable, *_CLEAN, "-m", "redis_gocache"],
-                       input=(json.dumps({"ID": 1, **put}) + "\n" + body_line
-                              + '\n{"ID":2,"Command":"close"}\n').encode(),
-                       capture_output=True, env=_clean_env(tmp_path / "writer", server.url),
-                       timeout=60, check=True)  # close waits for the upload
-        hit = _run(tmp_path / "new-runner", server.url,
-                   [{"Command": "get", "ActionID": action}], tmp_path / "new.log",
+        warm = _run(cache_dir, server.url, [get], tmp_path / "warm.log", importtime=True)[0]
+        new = _run(tmp_path / "new-runner", server.url, [get], tmp_path / "new.log",
                    importtime=True)[0]
         client = redis.Redis.from_url(server.url)
         totals = client.hgetall("gocache:s:totals")
         client.close()
+    assert "DiskPath" in warm, warm
+    assert new.get("DiskPath") and new.get("Size") == len(BODY), new
+    assert Path(str(new["DiskPath"])).read_bytes() == BODY
+    # The new run ended with its fleet counters sent (the warm runs spool theirs locally).
     assert int(totals[b"runs"]) == 2 and int(totals[b"remote_hits"]) == 1, totals
-    assert hit.get("DiskPath") and hit.get("Size") == len(BODY), hit
-    assert Path(str(hit["DiskPath"])).read_bytes() == BODY
-    imports = hit["imports"]
-    assert isinstance(imports, list)
-    assert "redis_gocache.store.resp" in imports
-    assert "redis" not in imports and "asyncio" not in imports, imports
-    assert not {"typing", "dataclasses", "inspect"}.intersection(imports), imports
-    whole_run = _imported((tmp_path / "new.log").read_bytes())
-    assert "redis" not in whole_run and "asyncio" not in whole_run
+    baseline = set(_imported(subprocess.run(
+        [sys.executable, *_CLEAN, "-X", "importtime", "-c", "pass"],
+        capture_output=True, timeout=60).stderr))
+    runs = {"warm": warm["imports"], "new": new["imports"],
+            "new, whole run": _imported((tmp_path / "new.log").read_bytes())}
+    out = {}
+    for name, imports in runs.items():
+        assert isinstance(imports, list)
+        out[name] = [m for m in imports if m not in baseline]
+    return out
+
+
+@pytest.fixture(scope="module")
+def imported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
+    return _runs(tmp_path_factory.mktemp("startup"))
+
+
+@pytest.mark.parametrize("stage", list(RULES))
+def test_start_up_import_rules(imported: dict[str, list[str]], stage: str) -> None:
+    rule = RULES[stage]
+    modules = imported[rule.run]
+    assert "redis_gocache.server" in modules  # the log really covers the helper's start
+    assert not rule.forbidden.intersection(modules), sorted(rule.forbidden.intersection(modules))
+    ours = {m for m in modules if m.split(".")[0] == "redis_gocache"}
+    # A module of ours new on this path must keep to light imports: add it to the table.
+    assert ours <= rule.ours, sorted(ours - rule.ours)
