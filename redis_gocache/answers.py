@@ -28,7 +28,7 @@ from binascii import a2b_base64, b2a_base64, crc32
 
 from redis_gocache.store.disk import replace_private
 from redis_gocache.store.layout import output_relpath, parse_fields, record_output_hex
-from redis_gocache.wire import hit_tail
+from redis_gocache.wire import ANSWER_END, hit_tail
 
 TYPE_CHECKING = False  # not typing's: see redis_gocache.config
 if TYPE_CHECKING:
@@ -82,8 +82,9 @@ def line_for(action_id: bytes, record: str, root: str) -> bytes | None:
     output_id, size, time_ns, _ = fields
     relative = output_relpath(record_output_hex(record))
     tail = hit_tail(output_id, size, time_ns, f"{root}/{relative}")
+    # Kept without the answer's line end: the file is one line per action.
     return b"%s %d %s %s" % (b2a_base64(action_id, newline=False), size, relative.encode(),
-                             tail[:-1])
+                             tail[:-len(ANSWER_END)])
 
 
 def lines_for(action_ids: Iterable[bytes], local: DiskStore) -> list[bytes]:

@@ -90,7 +90,16 @@ def _b64_field(obj: dict[str, object], name: str) -> bytes | None:
         raise ValueError(f"{name} is not valid base64") from None
 
 
-_PLAIN_HEAD = b'{"ID":'
+ANSWER_HEAD = b'{"ID":'
+"""How every request and every answer starts; the ID's digits follow. The warm path
+(:meth:`redis_gocache.server.Server._local_hits`) writes an answer as this, the digits it read,
+and a tail from :func:`hit_tail`, and answers kept from the last run
+(:mod:`redis_gocache.answers`) keep their tail without :data:`ANSWER_END`."""
+
+ANSWER_END = b"\n"
+"""How every answer ends (cmd/go reads one JSON value per line)."""
+
+_PLAIN_HEAD = ANSWER_HEAD
 _GET_MIDDLE = b',"Command":"get","ActionID":"'
 _GET_TAIL = b'"}'
 _CLOSE_TAIL = b',"Command":"close"}'
@@ -400,6 +409,8 @@ __all__ = [
     "format_time",
     "hit_response",
     "hit_tail",
+    "ANSWER_END",
+    "ANSWER_HEAD",
     "miss_response",
     "parse_request",
     "plain_get",
