@@ -75,6 +75,8 @@ SCENARIOS = {
     "helper_cold": "redis-gocache cold (empty Redis and dir)",
     "helper_new": "redis-gocache new runner (warm Redis)",
     "helper_warm": "redis-gocache warm runner",
+    "baseline_new": "baseline new runner (--baseline)",
+    "baseline_warm": "baseline warm runner (--baseline)",
 }
 HELPER_SCENARIOS = ("helper_cold", "helper_new", "helper_warm")
 FLOOR_HELPER = Path(__file__).resolve().with_name("floor_helper.py")
@@ -123,6 +125,8 @@ class Env:
     log: Callable[[str], None]
     python: str = sys.executable
     """The interpreter that runs the helper (the floor of its start-up time)."""
+    baseline: list[str] | None = None
+    """Another version of the helper (``--baseline``), measured beside this one."""
     _counter: int = 0
     _client: Redis | None = None
 
@@ -216,7 +220,8 @@ sys.exit(main())
 """
 
 
-def snapshot_helper(work: Path) -> tuple[list[str], str, str]:
+def snapshot_helper(work: Path, source: Path = REPO_ROOT, name: str = "helper"
+                    ) -> tuple[list[str], str, str]:
     """Copy the package into ``work`` and return a console script that runs the copy, the
     commit it was taken at, and the interpreter that runs it.
 
@@ -227,10 +232,10 @@ def snapshot_helper(work: Path) -> tuple[list[str], str, str]:
     install's import hook, a sandbox's certificate patch) that every start would execute, which
     is the development machine's cost, not the user's.
     """
-    dest = work / "helper"
-    shutil.copytree(REPO_ROOT / "redis_gocache", dest / "redis_gocache",
+    dest = work / name
+    shutil.copytree(source / "redis_gocache", dest / "redis_gocache",
                     ignore=shutil.ignore_patterns("__pycache__"))
-    python = _clean_venv(work / "helper-venv")
+    python = _clean_venv(work / f"{name}-venv")
     # pip compiles what it installs; without .pyc files (PYTHONDONTWRITEBYTECODE, or a
     # read-only copy) every helper start would compile the package again.
     subprocess.run([python, "-m", "compileall", "-q", str(dest / "redis_gocache")], check=True,
@@ -238,7 +243,7 @@ def snapshot_helper(work: Path) -> tuple[list[str], str, str]:
     script = dest / "redis-gocache"
     script.write_text(_SNAPSHOT_SCRIPT.format(python=python))
     script.chmod(0o755)
-    return [str(script)], _git_describe(), python
+    return [str(script)], _git_describe(source), python
 
 
 def _clean_venv(path: Path) -> str:
@@ -255,12 +260,12 @@ def _clean_venv(path: Path) -> str:
     return str(python)
 
 
-def _git_describe() -> str:
+def _git_describe(source: Path = REPO_ROOT) -> str:
     """The commit of the source tree, with ``+dirty`` if the package has local changes."""
     try:
-        head = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],
+        head = subprocess.run(["git", "-C", str(source), "rev-parse", "--short", "HEAD"],
                               capture_output=True, text=True, timeout=30).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--",
+        dirty = subprocess.run(["git", "-C", str(source), "status", "--porcelain", "--",
                                 "redis_gocache"], capture_output=True, text=True,
                                timeout=30).stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
@@ -434,15 +439,23 @@ def build_round(env: Env, wl: Workload, rep: int, results: dict[str, Any]) -> No
         cold_dir = env.fresh_dir(f"{tag}-helper-cold")
         new_dir = env.fresh_dir(f"{tag}-helper-new")
         runner_gocache = {}
-        for key, cache_dir in (("helper_cold", cold_dir), ("helper_new", new_dir),
-                               ("helper_warm", new_dir)):
+        runs = [("helper_cold", cold_dir, prog), ("helper_new", new_dir, prog),
+                ("helper_warm", new_dir, prog)]
+        if env.baseline is not None:
+            # The baseline's new and warm runners read what this helper's cold run stored;
+            # which of the two goes first alternates, so a drift of the machine cancels out.
+            base_dir = env.fresh_dir(f"{tag}-baseline-new")
+            base = [("baseline_new", base_dir, go_quote(env.baseline)),
+                    ("baseline_warm", base_dir, go_quote(env.baseline))]
+            runs = runs[:1] + (runs[1:] + base if rep % 2 == 0 else base + runs[1:])
+        for key, cache_dir, runner_prog in runs:
             stats_path = env.work / "logs" / f"{tag}-{key}.stats"
             # The warm runner is the new runner's pod building again: its GOCACHE (which
             # cmd/go opens even with a GOCACHEPROG) exists, as its helper's directory does.
-            if key != "helper_warm":
+            if not key.endswith("_warm"):
                 runner_gocache[key] = env.fresh_dir(f"{tag}-{key}-gocache")
-            gocache_dir = runner_gocache["helper_new" if key == "helper_warm" else key]
-            go_env = env.go_env(gocache_dir, {"GOCACHEPROG": prog})
+            gocache_dir = runner_gocache[key.replace("_warm", "_new")]
+            go_env = env.go_env(gocache_dir, {"GOCACHEPROG": runner_prog})
             go_env.update(env.helper_env(cache_dir / "local", stats_path, base={}))
             timeout = COLD_TIMEOUT if key == "helper_cold" else WARM_TIMEOUT
             record(key, run_go(env, wl, go_env, timeout, f"{tag}-{key}"))
@@ -697,6 +710,14 @@ def summarize(results: dict[str, Any], plan: Plan) -> dict[str, Any]:
                 "paired_ratio": median(paired),
             }
         summary["builds"][wl] = rows
+        for runner in ("new", "warm"):
+            ours, base = times.get(f"helper_{runner}", []), times.get(f"baseline_{runner}", [])
+            ours_m, base_m = median(ours), median(base)
+            if ours_m is not None and base_m:
+                summary.setdefault("vs_baseline", {}).setdefault(wl, {})[runner] = {
+                    "ratio_of_medians": ours_m / base_m,
+                    "paired_ratio": median([o / b for o, b in zip(ours, base, strict=False)]),
+                }
     for key, xs in results["latency"].items():
         summary["latency"][key] = {"p50": percentile(xs, 0.5), "p99": percentile(xs, 0.99),
                                    "n": len(xs)}
@@ -780,6 +801,13 @@ def print_report(results: dict[str, Any], summary: dict[str, Any]) -> None:
                   f"{fmt_s(row['min']):>9}{fmt_s(row['max']):>9}"
                   f"{'' if ratio is None else f'{ratio:.2f}':>8}"
                   f"{'' if paired is None else f'{paired:.2f}':>8}")
+    for wl, per in summary.get("vs_baseline", {}).items():
+        print()
+        print(f"  {wl}: this helper vs the baseline (--baseline {meta.get('baseline')}), "
+              "< 1 is faster")
+        for runner, r in per.items():
+            print(f"    {runner} runner: {r['ratio_of_medians']:.3f}x (ratio of medians), "
+                  f"{r['paired_ratio']:.3f}x (median of per-rep ratios)")
     if any(results["helper_stats"].values()):
         print()
         print("Helper counters (last rep; summed over the helper processes of the build)")
@@ -887,6 +915,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--live", action="store_true",
                     help="run the installed console script itself, not a copy of the package "
                     "taken at start (with an editable install, edits during the run count)")
+    ap.add_argument("--baseline", metavar="DIR",
+                    help="also run the new and warm runners with the redis_gocache package of "
+                    "another checkout DIR (say, main's), interleaved with this one's, and "
+                    "print their ratios")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     ap.add_argument("--work-dir", metavar="DIR",
                     help="where the work directory goes (every cache, Go's and the helper's) "
@@ -922,6 +954,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             helper, commit, env.python = snapshot_helper(work)
             how = f"a copy of redis_gocache at {commit}"
             env.helper = helper
+        if args.baseline and helper is not None:
+            env.baseline, base_commit, _ = snapshot_helper(work, Path(args.baseline).resolve(),
+                                                           "baseline")
+            how += f"; baseline: a copy of {args.baseline}/redis_gocache at {base_commit}"
         log(f"work dir {work}; redis-server on port {server.port}; go {go}; helper: {how}")
         if helper is not None:
             helper = _check_helper(env, explicit=bool(args.helper))
@@ -935,7 +971,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "go_version": _go_version(go), "python": platform.python_version(),
                 "cpus": os.cpu_count(), "reps": plan.reps, "quick": args.quick,
                 "helper": how if helper is None else f"{go_quote(helper)} ({how})",
-                "plan": dataclasses.asdict(plan),
+                "plan": dataclasses.asdict(plan), "baseline": args.baseline,
             },
             "workloads": {w.name: w.title for w in wls},
             "builds": {w.name: {} for w in wls},

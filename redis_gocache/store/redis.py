@@ -1,18 +1,12 @@
 """The Redis store: one hash per action, small outputs inline, large ones in blob keys.
 
-Keys (every one under the configured prefix, default ``gocache:``; see docs/design.md):
-
-* ``a:<action-hex>``: a hash with ``oid`` (output id, hex), ``size``, ``time`` (put time in
-  ns), and either ``body`` (the output, when it is at most ``inline_max`` bytes) or
-  ``ref`` = ``o`` (the output is in the blob key below), or ``ref`` = ``f:o/<hh>/<output-hex>``
-  (with a spill directory: the output is that file there, see :mod:`redis_gocache.store.spill`).
-* ``o:<output-hex>``: a large output, shared by every action that produced it.
-* ``t:<random-hex>``: a large upload in progress, renamed to its ``o:`` key when complete.
+What it writes: the keys of :mod:`~redis_gocache.store.keys` (``a:`` records, ``o:`` blobs,
+``t:`` uploads, ``m:`` manifests), records with the fields of :mod:`~redis_gocache.store.record`.
 
 TTL rules: every key gets ``ttl`` seconds when written; a put or a refresh that references a
 blob sets the blob's TTL too, so a blob never expires before the newest hash pointing at it
 (it may outlive its hashes; it then expires on its own). Temporary upload keys live
-:data:`UPLOAD_TTL` seconds.
+:data:`~redis_gocache.store.upload.UPLOAD_TTL` seconds.
 
 Write order: the blob is complete before the hash that points to it is written, and the hash
 is replaced as a whole (``MULTI``: ``DEL``, ``HSET``, ``EXPIRE``), so a reader sees either the
