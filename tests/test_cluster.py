@@ -293,3 +293,28 @@ def test_go_build_through_cluster_survives_a_killed_primary(
 
 def count_actions(client: redis.RedisCluster) -> int:
     return sum(1 for _ in client.scan_iter(match=f"{PREFIX}a:*", count=1000))
+
+
+def test_a_node_failing_on_the_command_that_makes_the_client_is_one_shard() -> None:
+    """The first command makes the Cluster client inside the guard: a failure there must be
+    judged with that client (one of three primaries down), not with the ``None`` there was
+    before it (which read as "every primary failed" and switched Redis off)."""
+    from types import SimpleNamespace
+
+    from redis_gocache.exceptions import RemoteUnavailable, ShardUnavailable
+    from redis_gocache.store.cluster import NodeGuard
+
+    made: list[object] = []
+    client = SimpleNamespace(
+        get_primaries=lambda: [1, 2, 3],
+        get_node_from_key=lambda key: SimpleNamespace(name="127.0.0.1:7001"),
+    )
+    guard = NodeGuard()
+    with pytest.raises(ShardUnavailable, match="7001"):
+        with guard.around(lambda: made[0] if made else None, ["gocache:a:00"]):
+            made.append(client)  # what the first command does
+            raise RemoteUnavailable("Connection refused")
+    # Remembered: the next command on that node is a miss without a round trip.
+    with pytest.raises(ShardUnavailable, match="is down"):
+        with guard.around(lambda: client, ["gocache:a:01"]):
+            raise AssertionError("not reached")

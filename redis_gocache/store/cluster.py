@@ -18,7 +18,7 @@ from redis_gocache.store.errors import NODE_DOWN
 
 TYPE_CHECKING = False  # not typing's: see redis_gocache.config
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Callable, Iterator, Sequence
     from typing import Any
 
 DEAD_NODE_SECONDS = 30.0
@@ -32,9 +32,11 @@ class NodeGuard:
         self._dead: dict[str, float] = {}  # node name -> monotonic time to retry
 
     @contextmanager
-    def around(self, client: Any, keys: Sequence[str]) -> Iterator[None]:
-        """Run the command on ``keys`` (see the module docstring); ``client`` is the redis-py
-        Cluster client, or ``None`` before it is made."""
+    def around(self, get_client: Callable[[], Any], keys: Sequence[str]) -> Iterator[None]:
+        """Run the command on ``keys`` (see the module docstring). ``get_client`` returns the
+        redis-py Cluster client, or ``None`` before it is made: asked again after a failure,
+        since the first command makes the client inside this block."""
+        client = get_client()
         nodes = self._nodes_of(client, keys) if client is not None else []
         now = time.monotonic()
         down = [n for n in nodes if self._dead.get(n, 0.0) > now]
@@ -43,15 +45,18 @@ class NodeGuard:
         try:
             yield
         except RemoteUnavailable as exc:
-            self._failed(client, nodes, exc)
+            self._failed(get_client(), nodes, keys, exc)
         except ShardUnavailable:
             raise
         except RemoteError as exc:
             if exc.code == NODE_DOWN:  # a node that died takes its slots along
-                self._failed(client, nodes, exc)
+                self._failed(get_client(), nodes, keys, exc)
             raise
 
-    def _failed(self, client: Any, nodes: list[str], exc: RemoteError) -> None:
+    def _failed(self, client: Any, nodes: list[str], keys: Sequence[str],
+                exc: RemoteError) -> None:
+        if not nodes and client is not None:
+            nodes = self._nodes_of(client, keys)  # the client was made by this command
         until = time.monotonic() + DEAD_NODE_SECONDS
         for node in nodes:
             self._dead[node] = until

@@ -172,7 +172,7 @@ class RedisStore:
         if self._nodes is None:
             yield
             return
-        with self._nodes.around(self.clients.client, keys):
+        with self._nodes.around(lambda: self.clients.client, keys):
             yield
 
     # -- reads ------------------------------------------------------------------------
