@@ -135,14 +135,19 @@ def _keep_answers(marker: str, local: DiskStore, requested: list[bytes]) -> None
 def _end_of_run(config: Config, remote: Remote | None, stats: Stats, root: str) -> None:
     """Fleet statistics and the daily trim (redis_gocache.ops); never fails the run."""
     try:
+        # The trim first, so that the fleet statistics pushed below count it.
+        if not config.no_auto_trim and auto_trim_due(root, time.time()):
+            from redis_gocache.ops.trim import maybe_auto_trim
+
+            trimmed = maybe_auto_trim(root, max_age=config.trim_max_age,
+                                      max_size=config.trim_max_size)
+            if trimmed is not None:
+                stats.add(trims=1, trimmed_outputs=trimmed.outputs_removed,
+                          trimmed_bytes=trimmed.bytes_removed)
         if remote is not None and not config.read_only and not config.no_fleet_stats:
             from redis_gocache.ops.fleet import end_of_run
 
             end_of_run(config, remote, stats, log)
-        if not config.no_auto_trim and auto_trim_due(root, time.time()):
-            from redis_gocache.ops.trim import maybe_auto_trim
-
-            maybe_auto_trim(root, max_age=config.trim_max_age, max_size=config.trim_max_size)
     except Exception as exc:  # noqa: BLE001 - housekeeping must not turn a good run bad
         log(f"end-of-run housekeeping failed: {exc!r}")
 

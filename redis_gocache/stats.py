@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 COUNTERS = (
     "gets", "local_hits", "remote_hits", "misses", "get_errors", "hit_bytes",
     "remote_hit_bytes", "puts", "put_errors", "put_bytes", "uploads", "upload_errors",
-    "upload_bytes", "refreshed", "prefetched",
+    "upload_bytes", "refreshed", "prefetched", "trims", "trimmed_outputs", "trimmed_bytes",
 )
 """The whole-number counters, in the order ``--stats-file`` and ``stats`` report them."""
 
@@ -39,6 +39,9 @@ class Stats:
     upload_bytes: int
     refreshed: int
     prefetched: int
+    trims: int  # the daily trim of the local directory, when this run made it
+    trimmed_outputs: int
+    trimmed_bytes: int
     remote_wait_seconds: float
     rejected: dict[str, int]
     started: float

@@ -65,7 +65,8 @@ SPOOL_MAX_FILES = 1000
 COUNTERS = (
     "runs", "gets", "hits", "local_hits", "remote_hits", "misses", "get_errors", "rejected",
     "puts", "put_errors", "hit_bytes", "remote_hit_bytes", "put_bytes", "uploads",
-    "upload_errors", "upload_bytes", "refreshed", "redis_wait_ms",
+    "upload_errors", "upload_bytes", "refreshed", "redis_wait_ms", "prefetched", "trims",
+    "trimmed_outputs", "trimmed_bytes",
 )
 """Fields of the totals and per-day hashes, all integers (``rejected:<kind>`` fields too)."""
 

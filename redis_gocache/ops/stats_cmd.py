@@ -222,7 +222,7 @@ def render_text(data: Mapping[str, Any]) -> str:
     return "\n".join(lines).lstrip("\n") + "\n"
 
 
-_COUNTER_HELP = {
+COUNTER_HELP = {
     "runs": "Helper runs that reported",
     "gets": "Get requests",
     "misses": "Gets answered with a miss",
@@ -233,13 +233,25 @@ _COUNTER_HELP = {
     "uploads": "Outputs uploaded to Redis",
     "upload_errors": "Uploads that failed",
     "refreshed": "Redis TTL refreshes",
+    "prefetched": "Entries fetched ahead from Redis on new runners",
+    "trims": "Daily trims of a runner's local directory",
+    "trimmed_outputs": "Outputs the daily trims removed from local directories",
+    "trimmed_bytes": "Bytes the daily trims removed from local directories",
 }
-_BYTES_HELP = {
+"""Fleet counters (:data:`redis_gocache.ops.fleet.COUNTERS`) exported under their own name,
+``redis_gocache_<name>_total``, with their help text (``stats --prometheus`` and the exporter)."""
+
+BYTES_HELP = {
     "hit_bytes": ("read_bytes", "Bytes of outputs served on hits"),
     "remote_hit_bytes": ("redis_read_bytes", "Bytes of outputs fetched from Redis"),
     "put_bytes": ("written_bytes", "Bytes of outputs put by go"),
     "upload_bytes": ("uploaded_bytes", "Bytes uploaded to Redis"),
 }
+"""Fleet byte counters, exported as ``redis_gocache_<metric>_total``: field: (metric, help)."""
+
+HITS_HELP = "Gets answered with a hit, by where the output came from"
+HIT_SOURCES = ("local", "remote")
+"""The ``source`` label of ``redis_gocache_hits_total``: counters ``<source>_hits``."""
 
 
 def _label(value: str) -> str:
@@ -269,12 +281,12 @@ def render_prometheus(data: Mapping[str, Any]) -> str:
     def per_ns(field: str) -> list[tuple[Mapping[str, str], float]]:
         return [({"namespace": p}, ns["totals"].get(field, 0)) for p, ns in spaces.items()]
 
-    for field, help_ in _COUNTER_HELP.items():
+    for field, help_ in COUNTER_HELP.items():
         family(field, "counter", help_, per_ns(field), "_total")
-    family("hits", "counter", "Gets answered with a hit, by where the output came from",
+    family("hits", "counter", HITS_HELP,
            [({"namespace": p, "source": src}, ns["totals"].get(f"{src}_hits", 0))
-            for p, ns in spaces.items() for src in ("local", "remote")], "_total")
-    for field, (name, help_) in _BYTES_HELP.items():
+            for p, ns in spaces.items() for src in HIT_SOURCES], "_total")
+    for field, (name, help_) in BYTES_HELP.items():
         family(name, "counter", help_, per_ns(field), "_total")
     family("redis_wait_seconds", "counter", "Time helpers spent waiting on Redis",
            [(labels, v / 1000) for labels, v in per_ns("redis_wait_ms")], "_total")
