@@ -20,11 +20,12 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends git ca-certificates \
     && rm -rf /var/lib/apt/lists/*
 
-# The helper, in its own virtualenv so the job's Python (if any) is left alone.
+# The helper, in its own virtualenv so the job's Python (if any) is left alone; with the
+# exporter's extra, so the same image runs `redis-gocache exporter` (the chart's exporter).
 COPY pyproject.toml README.md /src/redis-gocache/
 COPY redis_gocache /src/redis-gocache/redis_gocache
 RUN python -m venv /opt/redis-gocache \
-    && /opt/redis-gocache/bin/pip install --no-cache-dir /src/redis-gocache \
+    && /opt/redis-gocache/bin/pip install --no-cache-dir "/src/redis-gocache[exporter]" \
     && ln -s /opt/redis-gocache/bin/redis-gocache /usr/local/bin/redis-gocache \
     && rm -rf /src/redis-gocache \
     && redis-gocache --help > /dev/null
