@@ -13,7 +13,9 @@ URL forms (``rediss`` in place of ``redis``: TLS to every node, sentinels includ
                                                          the primary that the sentinels name
                                                          for ``service``; the user and password
                                                          are the primary's, the query's are the
-                                                         sentinels' own (if they require one)
+                                                         sentinels' own (if they require one); a
+                                                         sentinel_username alone: the sentinels
+                                                         take the primary's password too
 
 Ports default to 6379 (cluster nodes) and 26379 (sentinels). A cluster has only database 0.
 
@@ -204,6 +206,10 @@ def connect(url: str, conn_kwargs: dict[str, Any], retry: Retry) -> redis.Redis:
         sentinel_kwargs["username"] = topo.sentinel_username
     if topo.sentinel_password:
         sentinel_kwargs["password"] = topo.sentinel_password
+    elif topo.sentinel_username and kwargs.get("password") is not None:
+        # The same ACL user on the sentinels and on Redis (the Helm chart's HA layout): its
+        # password, from the URL or REDIS_PASSWORD, is not spelt out twice.
+        sentinel_kwargs["password"] = kwargs["password"]
     sentinel = Sentinel(
         list(topo.hosts), sentinel_kwargs=sentinel_kwargs)
     primary: redis.Redis = sentinel.master_for(
