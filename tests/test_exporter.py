@@ -118,7 +118,7 @@ def test_scrape_reads_the_fleet_counters_live(acl_redis: RedisServer) -> None:
     fleet.push(admin, "gocache:", RUN, now=now - 86400)  # yesterday
     with ExporterProcess(reader_url(acl_redis)) as exp:
         got = exp.scrape()
-        ns = {"namespace": "gocache:"}
+        ns = {"prefix": "gocache:"}
         assert value(got, "redis_gocache_fleet_up") == 1
         assert value(got, "redis_gocache_gets_total", **ns) == 20
         assert value(got, "redis_gocache_hits_total", source="local", **ns) == 12
@@ -155,8 +155,8 @@ def test_several_namespaces_and_days(acl_redis: RedisServer) -> None:
     with ExporterProcess(reader_url(acl_redis), "--namespace", "gocache:",
                          "--namespace", "gocache:team2:", "--days", "0") as exp:
         got = exp.scrape()
-        assert value(got, "redis_gocache_gets_total", namespace="gocache:") == 10
-        assert value(got, "redis_gocache_gets_total", namespace="gocache:team2:") == 5
+        assert value(got, "redis_gocache_gets_total", prefix="gocache:") == 10
+        assert value(got, "redis_gocache_gets_total", prefix="gocache:team2:") == 5
         assert not [s for s in got if s.name.startswith("redis_gocache_day_")]
     admin.close()
 

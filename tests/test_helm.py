@@ -12,6 +12,8 @@ redis-cli or sha256sum fails these tests, it never skips them.
 from __future__ import annotations
 
 import base64
+import datetime
+import functools
 import os
 import re
 import shutil
@@ -37,9 +39,34 @@ RELEASE = "gocache"
 NAMESPACE = "ci"
 FULLNAME = "gocache-redis-gocache"
 SERVICE_HOST = f"{FULLNAME}.{NAMESPACE}.svc.cluster.local"
-# The newest Kubernetes whose schemas kubernetes-validate ships (it works offline).
+# The newest Kubernetes whose schemas kubernetes-validate ships (it works offline), and the
+# two newest minor versions it knows, which every render must pass.
 KUBE_VERSION = kv.latest_version()
+KUBE_VERSIONS = sorted(set(kv.all_versions()),
+                       key=lambda v: tuple(int(x) for x in v.split(".")))[-2:]
 GIB = 1024**3
+
+
+@functools.cache
+def ca_pem() -> str:
+    """A self-signed CA certificate (PEM), as a cert-manager issuer would have."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gocache test CA")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+EXPORTER_IMAGE = {"repository": "registry.example.com/runner-go", "tag": "1"}
 
 # One set of values per major option of the chart.
 SCENARIOS: dict[str, dict[str, Any]] = {
@@ -50,9 +77,10 @@ SCENARIOS: dict[str, dict[str, Any]] = {
             "readerUrl": "rediss://reader:r-secret@cache.example.internal:6379/0",
         }
     },
-    "tls": {"tls": {"enabled": True, "existingSecret": "gocache-tls"}},
+    "tls": {"tls": {"enabled": True, "existingSecret": "gocache-tls", "ca": ca_pem()}},
     "tls-client-certs": {
-        "tls": {"enabled": True, "existingSecret": "gocache-tls", "authClients": True}
+        "tls": {"enabled": True, "existingSecret": "gocache-tls", "authClients": True,
+                "ca": ca_pem()}
     },
     "persistence": {"persistence": {"enabled": True, "size": "5Gi", "storageClass": "fast"}},
     "metrics": {"metrics": {"enabled": True, "serviceMonitor": {"enabled": True}}},
@@ -77,6 +105,28 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "extra-namespaces": {"runner": {"extraNamespaces": ["ci-runners", "gitlab"]}},
     "pdb": {"podDisruptionBudget": {"enabled": True}},
     "spill": {"spill": {"enabled": True, "storageClass": "efs-sc", "size": "100Gi"}},
+    "ha": {"ha": {"enabled": True}},
+    "ha-full": {
+        "ha": {"enabled": True, "replicas": 5, "antiAffinity": "soft"},
+        "tls": {"enabled": True, "existingSecret": "gocache-tls", "ca": ca_pem()},
+        "persistence": {"enabled": True},
+        "metrics": {"enabled": True, "serviceMonitor": {"enabled": True}},
+        "exporter": {"enabled": True, "image": EXPORTER_IMAGE,
+                     "serviceMonitor": {"enabled": True}},
+        "grafanaDashboard": {"enabled": True},
+        "runner": {"extraNamespaces": ["ci-runners"]},
+    },
+    "ha-existing-secrets": {
+        "ha": {"enabled": True},
+        "auth": {user: {"existingSecret": f"my-{user}"}
+                 for user in ("writer", "reader", "monitor", "replication", "sentinel")},
+    },
+    "exporter-dashboard": {
+        "exporter": {"enabled": True, "image": EXPORTER_IMAGE,
+                     "serviceMonitor": {"enabled": True}},
+        "metrics": {"enabled": True},
+        "grafanaDashboard": {"enabled": True, "labels": {"grafana_folder": "CI"}},
+    },
     "spill-existing-claim": {
         "spill": {"enabled": True, "existingClaim": "ci-spill", "mountPath": "/spill"},
         "externalRedis": {"url": "redis://cache.example.internal:6379/0"},
@@ -114,7 +164,8 @@ class Rendered:
         return str(self.get("ConfigMap", f"{FULLNAME}-config")["data"][key])
 
     def pod_specs(self) -> list[dict[str, Any]]:
-        specs = [d["spec"]["template"]["spec"] for d in self.of_kind("StatefulSet")]
+        specs = [d["spec"]["template"]["spec"]
+                 for d in self.of_kind("StatefulSet") + self.of_kind("Deployment")]
         specs += [d["spec"] for d in self.of_kind("Pod")]
         return specs
 
@@ -162,15 +213,18 @@ def test_lint_is_clean(name: str) -> None:
 def test_every_manifest_is_valid_kubernetes(scenario: tuple[str, Rendered]) -> None:
     name, rendered = scenario
     assert rendered.docs, name
+    assert len(KUBE_VERSIONS) == 2 and KUBE_VERSIONS[-1] == KUBE_VERSION
     for doc in rendered.docs:
         if doc["kind"] == "ServiceMonitor":
             check_service_monitor(doc)
             continue
-        try:
-            kv.validate(doc, KUBE_VERSION, strict=True)
-        except kv.ValidationError as exc:
-            raise AssertionError(f"{name}: {doc['kind']}/{doc['metadata']['name']}: "
-                                 f"{exc.message} at {list(exc.path)}") from None
+        for version in KUBE_VERSIONS:
+            try:
+                kv.validate(doc, version, strict=True)
+            except kv.ValidationError as exc:
+                raise AssertionError(f"{name}: {doc['kind']}/{doc['metadata']['name']} "
+                                     f"(Kubernetes {version}): {exc.message} "
+                                     f"at {list(exc.path)}") from None
 
 
 def check_service_monitor(doc: dict[str, Any]) -> None:
@@ -298,6 +352,15 @@ def test_tls_config() -> None:
     for secret in ("writer", "reader"):
         assert rendered.secret(f"{FULLNAME}-{secret}")["REDIS_URL"].startswith("rediss://")
     assert "REDIS_GOCACHE_TLS_CA" in rendered.notes
+    # The CA reaches runners through their ConfigMap, with the path to mount it at.
+    for namespace in (NAMESPACE,):
+        runner = rendered.get("ConfigMap", f"{FULLNAME}-runner", namespace)["data"]
+        assert runner["ca.crt"].strip() == ca_pem().strip()
+        assert runner["REDIS_GOCACHE_TLS_CA"] == "/etc/redis-gocache-tls/ca.crt"
+    # Offline, without tls.ca, the chart cannot read the Secret: it says so, rather than
+    # give runners nothing to verify with.
+    with pytest.raises(helm_python.HelmRenderError, match="set tls.ca"):
+        render({"tls": {"enabled": True, "existingSecret": "gocache-tls"}})
 
 
 # --- runner-side objects --------------------------------------------------------------------
@@ -405,8 +468,18 @@ def test_network_policy_admits_labelled_clients_only() -> None:
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ci-runners"}},
         "podSelector": {"matchLabels": {"redis-gocache/client": "true"}},
     }
+    # The metrics port: only from the namespaces the values name.
     assert metrics_rule["ports"] == [{"port": "metrics", "protocol": "TCP"}]
-    assert metrics_rule["from"] == [{"namespaceSelector": {"matchLabels": {"team": "monitoring"}}}]
+    assert metrics_rule["from"] == [
+        {"namespaceSelector": {"matchExpressions": [{
+            "key": "kubernetes.io/metadata.name", "operator": "In", "values": ["monitoring"]}]}},
+        {"namespaceSelector": {"matchLabels": {"team": "monitoring"}}},
+    ]
+    # No namespace named: the metrics port is reachable from nowhere (no rule admits it).
+    closed = render({"metrics": {"enabled": True},
+                     "networkPolicy": {"metricsNamespaces": []}})
+    (policy,) = closed.of_kind("NetworkPolicy")
+    assert [r["ports"][0]["port"] for r in policy["spec"]["ingress"]] == ["redis"]
 
     assert render(SCENARIOS["networkpolicy-off"]).of_kind("NetworkPolicy") == []
     # The test pod must be let in by the policy.
@@ -523,6 +596,14 @@ def test_spill_trim_recipe_matches_the_chart() -> None:
         {"runner": {"extraNamespaces": ["Not_A_Namespace"]}},
         {"externalRedis": {"url": "http://cache:6379"}},
         {"replicas": 3},
+        {"ha": {"enabled": True, "replicas": 2}},
+        {"ha": {"enabled": True, "replicas": 4}},
+        {"ha": {"antiAffinity": "sometimes"}},
+        {"redis": {"forkMaxmemoryPercent": 70}},
+        {"networkPolicy": {"metricsFrom": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]}},
+        {"networkPolicy": {"metricsFrom": [{"podSelector": {}}]}},
+        {"exporter": {"enabled": True}},
+        {"tls": {"ca": "not a certificate"}},
         {"persistence": {"enabled": "yes"}},
         {"spill": {"mountPath": "relative/path"}},
         {"spill": {"mountPath": "/spill/../etc"}},

@@ -6,7 +6,9 @@ scrape reads those hashes (one pipelined round trip per namespace), so any numbe
 replicas agree, and a restart loses nothing. It needs only ``HGETALL`` on the prefix: run it
 with the chart's reader user.
 
-What a scrape returns, per namespace (label ``namespace``, the key prefix):
+What a scrape returns, per namespace (label ``prefix``: the key prefix. Not ``namespace``, as
+``stats --prometheus`` has it, because Prometheus's Kubernetes discovery sets that label to
+the pod's namespace):
 
 * ``redis_gocache_<counter>_total``: the totals, under the names ``stats --prometheus`` uses
   (:data:`~redis_gocache.ops.stats_cmd.COUNTER_HELP`, ``..._bytes_total``, and
@@ -102,7 +104,7 @@ class FleetCollector(Collector):
 
     def _totals(self, read: dict[str, tuple[fleet.Counts, dict[str, fleet.Counts]]]
                 ) -> Iterator[Metric]:
-        ns = ["namespace"]
+        ns = ["prefix"]
 
         def counter(name: str, help_: str, value: Callable[[fleet.Counts], float]
                     ) -> CounterMetricFamily:
@@ -121,7 +123,7 @@ class FleetCollector(Collector):
             yield counter(name, help_, field_of(field))
         yield counter("redis_wait_seconds", "Time helpers spent waiting on Redis",
                       lambda t: t.get("redis_wait_ms", 0) / 1000)
-        hits = CounterMetricFamily(f"{METRIC}hits", HITS_HELP, labels=["namespace", "source"])
+        hits = CounterMetricFamily(f"{METRIC}hits", HITS_HELP, labels=["prefix", "source"])
         ratio = GaugeMetricFamily(f"{METRIC}hit_ratio",
                                   "Hits per get since the namespace was first used", labels=ns)
         last = GaugeMetricFamily(f"{METRIC}last_report_timestamp_seconds",
@@ -141,7 +143,7 @@ class FleetCollector(Collector):
         for field in fleet.COUNTERS:
             family = GaugeMetricFamily(f"{METRIC}day_{field}",
                                        f"The fleet counter {field} of one day (UTC)",
-                                       labels=["namespace", "day"])
+                                       labels=["prefix", "day"])
             for prefix, (_, days) in read.items():
                 for day, counts in days.items():
                     family.add_metric([prefix, day], counts.get(field, 0))
