@@ -929,3 +929,174 @@ def test_kubernetes_doc_snippets_are_valid() -> None:
     values = rendered_values()
     for user in ("writer", "reader"):
         assert values["auth"][user]["commands"] in text
+
+
+# --- high availability, the fork's headroom, the headless Service -----------------------------
+
+
+def test_statefulset_is_governed_by_a_headless_service() -> None:
+    for values in ({}, SCENARIOS["ha"]):
+        rendered = render(values)
+        (sts,) = rendered.of_kind("StatefulSet")
+        headless = rendered.get("Service", sts["spec"]["serviceName"])
+        assert headless["spec"]["clusterIP"] == "None"
+        assert headless["spec"]["publishNotReadyAddresses"] is True
+        assert headless["spec"]["selector"] == sts["spec"]["selector"]["matchLabels"]
+    # The runners' Service (one pod) stays a normal one.
+    assert render().get("Service", FULLNAME)["spec"].get("clusterIP") != "None"
+
+
+@pytest.mark.parametrize(
+    ("values", "want"),
+    [
+        # A snapshot's or a full sync's fork: maxmemory drops to forkMaxmemoryPercent (45%).
+        ({"persistence": {"enabled": True}}, str(int(GIB * 0.45))),
+        ({"ha": {"enabled": True}}, str(int(GIB * 0.45))),
+        ({"persistence": {"enabled": True}, "redis": {"maxmemoryPercent": 30}},
+         str(int(GIB * 0.3))),
+        ({"persistence": {"enabled": True}, "resources": {"limits": {"memory": "4Gi"}}},
+         str(int(4 * GIB * 0.45))),
+        ({"persistence": {"enabled": True}, "redis": {"maxmemory": "400mb"}}, "400mb"),
+        # No fork: the whole 70%.
+        ({}, str(int(GIB * 0.7))),
+    ],
+)
+def test_maxmemory_leaves_room_for_the_fork(values: dict[str, Any], want: str) -> None:
+    assert redis_conf(render(values).config("redis.conf"))["maxmemory"] == want
+
+
+@pytest.mark.parametrize("values", [
+    {"persistence": {"enabled": True}, "redis": {"maxmemory": "800mb"}},
+    {"ha": {"enabled": True}, "redis": {"maxmemory": "1gb"}},
+    {"persistence": {"enabled": True}, "redis": {"maxmemory": "600000000"},
+     "resources": {"limits": {"memory": "1G"}}},
+])
+def test_a_maxmemory_without_room_for_the_fork_is_refused(values: dict[str, Any]) -> None:
+    with pytest.raises(helm_python.HelmRenderError, match="no room for the fork"):
+        render(values)
+
+
+def test_ha_layout() -> None:
+    rendered = render(SCENARIOS["ha"])
+    (sts,) = rendered.of_kind("StatefulSet")
+    assert sts["spec"]["replicas"] == 3
+    spec = sts["spec"]["template"]["spec"]
+    containers = {c["name"]: c for c in spec["containers"]}
+    assert set(containers) == {"redis", "sentinel"}
+    image = "redis:" + rendered_values()["image"]["tag"]
+    assert {c["image"] for c in containers.values()} == {image}  # the same official image
+    assert containers["redis"]["lifecycle"]["preStop"]["exec"]["command"][-1] == "prestop"
+    assert containers["sentinel"]["ports"] == [
+        {"name": "sentinel", "containerPort": 26379, "protocol": "TCP"}]
+    # Anti-affinity across nodes by default; soft, none, or the user's own on request.
+    (term,) = spec["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert term["labelSelector"]["matchLabels"] == sts["spec"]["selector"]["matchLabels"]
+    soft = render({"ha": {"enabled": True, "antiAffinity": "soft"}}).of_kind("StatefulSet")[0]
+    assert "preferredDuringSchedulingIgnoredDuringExecution" in (
+        soft["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"])
+    none = render({"ha": {"enabled": True, "antiAffinity": "none"}}).of_kind("StatefulSet")[0]
+    assert "affinity" not in none["spec"]["template"]["spec"]
+    own = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [{"matchExpressions": [
+            {"key": "pool", "operator": "In", "values": ["cache"]}]}]}}}
+    mine = render({"ha": {"enabled": True}, "affinity": own}).of_kind("StatefulSet")[0]
+    assert mine["spec"]["template"]["spec"]["affinity"] == own
+    assert "affinity" not in render().of_kind("StatefulSet")[0]["spec"]["template"]["spec"]
+
+    # A disruption budget that keeps a quorum of sentinels (2 of 3; 3 of 5).
+    (pdb,) = rendered.of_kind("PodDisruptionBudget")
+    assert pdb["spec"] == {"minAvailable": 2, "selector": sts["spec"]["selector"]}
+    (pdb5,) = render(SCENARIOS["ha-full"]).of_kind("PodDisruptionBudget")
+    assert pdb5["spec"]["minAvailable"] == 3
+    five = render(SCENARIOS["ha-full"]).config("ha.sh")
+    assert re.search(r"sentinel monitor \$master \S+ \S+ 3\"", five)
+
+    # Runners: the Sentinel URL naming every pod's sentinel, the same user everywhere.
+    auth = rendered.secret(f"{FULLNAME}-auth")
+    assert set(auth) == {f"{u}-password" for u in
+                         ("writer", "reader", "monitor", "replication", "sentinel")}
+    for user in ("writer", "reader"):
+        url = rendered.secret(f"{FULLNAME}-{user}")["REDIS_URL"]
+        parts = urlsplit(url)
+        assert parts.scheme == "redis+sentinel"
+        assert parts.username == f"gocache-{user}" and parts.password == auth[f"{user}-password"]
+        hosts = parts.netloc.rpartition("@")[2].split(",")
+        assert hosts == [f"{FULLNAME}-{i}.{FULLNAME}-headless.{NAMESPACE}.svc.cluster.local:26379"
+                         for i in range(3)]
+        assert parts.path == "/gocache/0" and parts.query == f"sentinel_username=gocache-{user}"
+    # TLS: rediss+sentinel, and replication over TLS.
+    full = render(SCENARIOS["ha-full"])
+    assert full.secret(f"{FULLNAME}-writer")["REDIS_URL"].startswith("rediss+sentinel://")
+    assert redis_conf(full.config("redis.conf"))["tls-replication"] == "yes"
+    assert redis_conf(full.config("sentinel.conf"))["tls-port"] == "26379"
+
+    # The Service runners' people and tools use offers the sentinels, not a Redis that
+    # might be a replica; the NetworkPolicy lets the pods reach each other.
+    ports = [p["name"] for p in rendered.get("Service", FULLNAME)["spec"]["ports"]]
+    assert ports == ["sentinel"]
+    (policy,) = rendered.of_kind("NetworkPolicy")
+    clients, peers = policy["spec"]["ingress"]
+    assert [p["port"] for p in clients["ports"]] == ["redis", "sentinel"]
+    assert peers["from"] == [{"podSelector": sts["spec"]["selector"]}]
+
+
+def test_ha_passwords_are_kept_across_upgrades_like_the_others() -> None:
+    # generatedPasswords looks the release's Secret up and covers every user of the layout.
+    helpers = (CHART / "templates" / "_helpers.tpl").read_text()
+    assert re.search(r'range \$user := include "redis-gocache.users" \. \| fromJsonArray',
+                     helpers)
+    rendered = render(SCENARIOS["ha-existing-secrets"])
+    assert not [s for s in rendered.of_kind("Secret")
+                if s["metadata"]["name"] == f"{FULLNAME}-auth"]
+    (sts,) = rendered.of_kind("StatefulSet")
+    env = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"]
+           for c in sts["spec"]["template"]["spec"]["containers"] for e in c["env"]
+           if "secretKeyRef" in e.get("valueFrom", {})}
+    assert env["REDIS_SENTINEL_PASSWORD"] == "my-sentinel"
+    assert env["REDIS_REPLICATION_PASSWORD"] == "my-replication"
+
+
+# --- the fleet exporter and the dashboard ----------------------------------------------------
+
+
+def test_exporter_objects() -> None:
+    rendered = render(SCENARIOS["exporter-dashboard"])
+    deployment = rendered.get("Deployment", f"{FULLNAME}-exporter")
+    pod = deployment["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    assert container["image"] == "registry.example.com/runner-go:1"
+    assert container["command"][:3] == ["redis-gocache", "exporter", "--listen"]
+    env = {e["name"]: e for e in container["env"]}
+    # The reader's URL: the exporter can read the counters and write nothing.
+    assert env["REDIS_URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": f"{FULLNAME}-reader", "key": "REDIS_URL"}
+    # Admitted by the Redis NetworkPolicy like a runner.
+    assert pod["metadata"]["labels"]["redis-gocache/client"] == "true"
+    service = rendered.get("Service", f"{FULLNAME}-exporter")
+    assert service["spec"]["ports"][0]["name"] == "metrics"
+    monitors = {m["metadata"]["name"] for m in rendered.of_kind("ServiceMonitor")}
+    assert monitors == {f"{FULLNAME}-exporter"}
+    policy = rendered.get("NetworkPolicy", f"{FULLNAME}-exporter")
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["from"][0]["namespaceSelector"]["matchExpressions"][0]["values"] == [
+        "monitoring"]
+    closed = render({**SCENARIOS["exporter-dashboard"],
+                     "networkPolicy": {"metricsNamespaces": []}})
+    assert closed.get("NetworkPolicy", f"{FULLNAME}-exporter")["spec"]["ingress"] == []
+    # With TLS, the exporter mounts the CA from the runner ConfigMap.
+    tls = render({**SCENARIOS["exporter-dashboard"], **SCENARIOS["tls"]})
+    (container,) = tls.get("Deployment", f"{FULLNAME}-exporter")["spec"]["template"]["spec"][
+        "containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    mount = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}["ca"]
+    assert env["REDIS_GOCACHE_TLS_CA"] == f"{mount}/ca.crt"
+
+
+def test_dashboard_config_map() -> None:
+    rendered = render(SCENARIOS["exporter-dashboard"])
+    cm = rendered.get("ConfigMap", f"{FULLNAME}-dashboard")
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert cm["metadata"]["labels"]["grafana_folder"] == "CI"
+    assert render().of_kind("ConfigMap") and not [
+        c for c in render().of_kind("ConfigMap") if c["metadata"]["name"].endswith("-dashboard")]
