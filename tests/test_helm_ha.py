@@ -274,6 +274,17 @@ def test_the_rendered_pods_form_one_primary_and_two_replicas(release: HaRelease)
         anonymous = redis.Redis(host="127.0.0.1", port=pod.sentinel_port, socket_timeout=3)
         with pytest.raises(redis.exceptions.AuthenticationError):
             anonymous.ping()
+    # The `helm test` pod's script: it asks the sentinels for the primary through the
+    # runner URLs, then checks the writer writes and the reader cannot.
+    (test_pod,) = release.rendered.of_kind("Pod")
+    env = {k: v for k, v in os.environ.items() if k != "REDISCLI_AUTH"}
+    env.update(WRITER_URL=release.runner_url("writer"), READER_URL=release.runner_url("reader"))
+    done = subprocess.run(["sh", "-c", test_pod["spec"]["containers"][0]["args"][0]], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ok: the sentinels name the primary" in done.stdout
+    assert "ok: reader set -> NOPERM" in done.stdout
+    assert "writer and reader credentials work" in done.stdout
     # Passwords never reach a config file: the ACL files hold hashes; the sentinel's own
     # file (in its emptyDir) holds only the internal sentinel user's password.
     for pod in release.pods:

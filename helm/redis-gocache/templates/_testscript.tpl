@@ -35,6 +35,41 @@ cli() (
   # shellcheck disable=SC2086
   exec redis-cli --no-auth-warning $cli_flags --user "$user" -h "${hostport%:*}" -p "${hostport##*:}" "$@"
 )
+{{- if .Values.ha.enabled }}
+# resolve URL PASSWORD: the runner URLs name the sentinels
+# (redis+sentinel://user:password@host:port,.../service/db?sentinel_username=user). Ask them,
+# as the same user, which Redis is the primary, and print a plain URL of it.
+resolve() {
+  url="$1"; password="$2"
+  scheme="${url%%+sentinel://*}"
+  rest="${url#*://}"
+  auth=""
+  case "$rest" in *@*) auth="${rest%%@*}"; rest="${rest#*@}" ;; esac
+  user="${auth%%:*}"
+  case "$auth" in *:*) [ -n "$password" ] || password="${auth#*:}" ;; esac
+  hosts="${rest%%/*}"
+  path="${rest#*/}"; path="${path%%\?*}"
+  service="${path%%/*}"; db="${path#*/}"
+  for node in $(echo "$hosts" | tr ',' ' '); do
+    if [ -n "$user" ]; then
+      # shellcheck disable=SC2086
+      reply="$(REDISCLI_AUTH="$password" redis-cli --no-auth-warning $cli_flags --user "$user" -h "${node%:*}" -p "${node##*:}" sentinel get-master-addr-by-name "$service" 2>/dev/null)" || continue
+    else
+      # shellcheck disable=SC2086
+      reply="$(redis-cli $cli_flags -h "${node%:*}" -p "${node##*:}" sentinel get-master-addr-by-name "$service" 2>/dev/null)" || continue
+    fi
+    host="$(echo "$reply" | sed -n 1p)"; port="$(echo "$reply" | sed -n 2p)"
+    case "$port" in ''|*[!0-9]*) continue ;; esac
+    echo "$scheme://${auth:+$auth@}$host:$port/$db"
+    return 0
+  done
+  echo "FAILED: no sentinel of $hosts named the primary" >&2
+  return 1
+}
+WRITER_URL="$(resolve "$WRITER_URL" "${WRITER_PASSWORD:-}")"
+READER_URL="$(resolve "$READER_URL" "${READER_PASSWORD:-}")"
+echo "ok: the sentinels name the primary"
+{{- end }}
 writer() { cli "$WRITER_URL" "${WRITER_PASSWORD:-}" "$@"; }
 reader() { cli "$READER_URL" "${READER_PASSWORD:-}" "$@"; }
 # expect WANT writer|reader ARGS...: the reply must start with WANT.
