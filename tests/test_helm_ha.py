@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -143,7 +145,8 @@ class HaRelease:
     def prepare(self, pod: Pod) -> None:
         """The pod's volumes: the ConfigMap (rewritten), and the init container's ACL files."""
         for sub in ("etc", "run", "sentinel"):
-            (pod.root / sub).mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(pod.root / sub, ignore_errors=True)  # a new pod: empty volumes
+            (pod.root / sub).mkdir(parents=True)
         data = self.rendered.get("ConfigMap", f"{FULLNAME}-config")["data"]
         for name, text in data.items():
             if name not in ("redis.conf", "sentinel.conf"):
@@ -227,9 +230,16 @@ class HaRelease:
 
 @pytest.fixture
 def release(tmp_path: Path) -> Iterator[HaRelease]:
+    with running_release(HA_VALUES, tmp_path) as rel:
+        yield rel
+
+
+@contextmanager
+def running_release(values: dict[str, Any], tmp_path: Path) -> Iterator[HaRelease]:
+    """The render of ``values``, its pods started and settled around pod 0 as primary."""
     required_tool("redis-cli")
     required_tool("timeout")
-    rel = HaRelease(render(HA_VALUES), tmp_path / "pods")
+    rel = HaRelease(render(values), tmp_path / "pods")
     try:
         for pod in rel.pods:
             rel.start_pod(pod)
@@ -351,3 +361,40 @@ def test_go_build_survives_failover_and_a_new_runner_uses_the_promoted_replica(
     release.start_pod(first)
     _wait("the returning pod to settle", lambda: release.settled(promoted, release.pods), 60)
     assert f"starting as replica of 127.0.0.1:{promoted.redis_port}" in first.log("redis")
+
+
+def test_a_primary_back_before_the_sentinels_noticed_does_not_empty_the_cache(
+        tmp_path: Path) -> None:
+    """The primary's pod dies and comes back (new volumes: an empty Redis) before the
+    sentinels call it down: they still name it the primary. It must not start as an empty
+    primary, which its replicas would copy; it starts as a replica of a live peer."""
+    slow = {"ha": {**HA_VALUES["ha"], "sentinel": {"downAfterMilliseconds": 60000,
+                                                   "failoverTimeout": 5000}}}
+    with running_release(slow, tmp_path) as release:
+        first, second, _ = release.pods
+        admin_keys = [f"{PREFIX}o:{i:064x}" for i in range(50)]
+        url = urlsplit(release.runner_url())
+        w = redis.Redis(host="127.0.0.1", port=first.redis_port, username="gocache-writer",
+                        password=unquote(url.password or ""), socket_timeout=3)
+        for key in admin_keys:
+            w.set(key, b"x" * 100)
+        def keys(pod: Pod) -> int:
+            return int(release.redis(pod).info("keyspace").get("db0", {}).get("keys", 0))
+
+        _wait("the replicas to copy the keys",
+              lambda: all(keys(p) >= 50 for p in release.pods[1:]), 20)
+        first.kill()
+        release.start_pod(first)  # at once: the sentinels still name it
+        assert "the sentinels still name this pod the primary" in first.log("redis")
+        starts = re.findall(r"starting as (.*)", first.log("redis"))
+        assert starts[-1] in {f"replica of 127.0.0.1:{p.redis_port}" for p in release.pods[1:]}
+        # It asked the sentinels to promote a replica, at once (down-after is a minute here).
+        _wait("a replica to be promoted", lambda: release.named_primary(second) not in (
+            None, first.redis_port), 20)
+        promoted = release.pod_of_port(release.named_primary(second) or 0)
+        _wait("the pods to settle", lambda: release.settled(promoted, release.pods), 30)
+        # It copies a peer instead of being copied: the keys are back on it, and still on the
+        # replicas.
+        _wait("the returning pod to copy its peer", lambda: keys(first) >= 50, 20)
+        assert all(keys(p) >= 50 for p in release.pods[1:])
+        w.close()
