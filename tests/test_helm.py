@@ -1100,3 +1100,43 @@ def test_dashboard_config_map() -> None:
     assert cm["metadata"]["labels"]["grafana_folder"] == "CI"
     assert render().of_kind("ConfigMap") and not [
         c for c in render().of_kind("ConfigMap") if c["metadata"]["name"].endswith("-dashboard")]
+
+
+def test_every_recipe_mounts_the_ca_where_the_runner_config_map_points() -> None:
+    """TLS: the runner ConfigMap's ca.crt reaches the runner in every recipe of
+    docs/kubernetes.md, at the directory of REDIS_GOCACHE_TLS_CA."""
+    text = (ROOT / "docs" / "kubernetes.md").read_text()
+    rendered = render(SCENARIOS["tls"])
+    runner = rendered.get("ConfigMap", f"{FULLNAME}-runner")["data"]
+    want_dir, _, want_file = runner["REDIS_GOCACHE_TLS_CA"].rpartition("/")
+    docs = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", text, re.S)]
+    pod_specs = [d["spec"] for d in docs if isinstance(d, dict) and d.get("kind") == "Pod"]
+    pod_specs += [d["template"]["spec"] for d in docs
+                  if isinstance(d, dict) and "runnerScaleSetName" in d]
+    toml = re.findall(r"```toml\n(.*?)```", text, re.S)
+    pod_specs += [yaml.safe_load(re.search(r"patch = '''\n(.*?)'''", t, re.S).group(1))
+                  for t in toml if "patch = '''" in t]
+    assert len(pod_specs) == 3  # a plain Pod, ARC, GitLab's pod-spec patch
+    for spec in pod_specs:
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        (container,) = spec["containers"]
+        mounts = [m for m in container["volumeMounts"]
+                  if volumes[m["name"]].get("configMap", {}).get("name") == f"{FULLNAME}-runner"]
+        assert len(mounts) == 1 and mounts[0]["mountPath"] == want_dir, spec
+        config_map = volumes[mounts[0]["name"]]["configMap"]
+        assert config_map["items"] == [{"key": "ca.crt", "path": want_file}]
+        assert config_map["optional"] is True  # the same spec works with TLS off
+    # GitLab without the feature flag: the ConfigMap mounted there, the variable set.
+    assert any('mount_path = "/etc/redis-gocache-tls"' in t and '"ca.crt" = "ca.crt"' in t
+               for t in toml)
+    assert f"REDIS_GOCACHE_TLS_CA={want_dir}/{want_file}" in text
+
+
+def test_values_snippets_of_the_docs_pass_the_schema() -> None:
+    text = (ROOT / "docs" / "kubernetes.md").read_text()
+    for block in re.findall(r"```yaml\n(.*?)```", text, re.S):
+        values = yaml.safe_load(block)
+        if isinstance(values, dict) and set(values) & {"ha", "exporter", "tls"}:
+            if "tls" in values:
+                values["tls"]["ca"] = ca_pem()  # the doc shows "..." for the PEM
+            render(values)
