@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 . scripts/venv.sh
 use_venv requirements/test.txt
 common=(--universal --python-version 3.11 --generate-hashes --quiet)
-uv pip compile pyproject.toml requirements/tools.in requirements/dev.in --extra test --extra signing \
+uv pip compile pyproject.toml requirements/tools.in requirements/dev.in --extra test --extra signing --extra exporter \
   "${common[@]}" "$@" -o requirements/test.txt
 # The demo's lock: the runtime dependencies and Go only, at the versions the tests use.
 uv pip compile pyproject.toml requirements/tools.in -c requirements/test.txt \
