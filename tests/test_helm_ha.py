@@ -7,6 +7,7 @@ by the promoted replica, and the killed pod coming back as a replica.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -84,8 +85,12 @@ class Pod:
 class HaRelease:
     """The HA render's three pods on loopback."""
 
-    def __init__(self, rendered: Rendered, tmp: Path) -> None:
+    def __init__(self, rendered: Rendered, tmp: Path, tls_dir: Path | None = None) -> None:
         self.rendered = rendered
+        # With TLS: the files of the pods' tls Secret (tls.crt, tls.key, ca.crt) are here.
+        self.tls_dir = tls_dir
+        self.tls: dict[str, Any] = {} if tls_dir is None else {
+            "ssl": True, "ssl_ca_certs": str(tls_dir / "ca.crt"), "ssl_check_hostname": False}
         (self.sts,) = rendered.of_kind("StatefulSet")
         spec = self.sts["spec"]["template"]["spec"]
         self.containers = {c["name"]: c for c in spec["containers"]}
@@ -113,6 +118,8 @@ class HaRelease:
         ha.sh's SENTINEL_DIR, set in :meth:`env`)."""
         for mount, sub in (("/etc/redis-gocache/", "etc/"), ("/run/redis-gocache/", "run/")):
             text = text.replace(mount, f"{pod.root}/{sub}")
+        if self.tls_dir is not None:
+            text = text.replace(" /tls/", f" {self.tls_dir}/")
         return text
 
     def secret_value(self, ref: dict[str, str]) -> str:
@@ -155,10 +162,12 @@ class HaRelease:
             if name == "redis.conf":
                 text = text.replace("bind * -::*", "bind 127.0.0.1")
                 text = text.replace("\nport 6379\n", f"\nport {pod.redis_port}\n")
+                text = text.replace("\ntls-port 6379\n", f"\ntls-port {pod.redis_port}\n")
                 text = text.replace("dir /data", f"dir {pod.root}")
             elif name == "sentinel.conf":
                 text = text.replace("bind * -::*", "bind 127.0.0.1")
                 text = text.replace("\nport 26379\n", f"\nport {pod.sentinel_port}\n")
+                text = text.replace("\ntls-port 26379\n", f"\ntls-port {pod.sentinel_port}\n")
             (pod.root / "etc" / name).write_text(self.paths(pod, text))
         command = [self.paths(pod, arg) for arg in self.init["command"]]
         subprocess.run(command, env=self.env(self.init, pod), check=True, timeout=30)
@@ -185,12 +194,12 @@ class HaRelease:
         """A client of the pod's Redis as ``user`` (the sentinel user may ROLE and INFO)."""
         return redis.Redis(host="127.0.0.1", port=pod.redis_port, socket_timeout=3,
                            username=f"gocache-{user}", password=self.auth[f"{user}-password"],
-                           decode_responses=True)
+                           decode_responses=True, **self.tls)
 
     def sentinel(self, pod: Pod) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=pod.sentinel_port, socket_timeout=3,
                            username="gocache-sentinel", password=self.auth["sentinel-password"],
-                           decode_responses=True)
+                           decode_responses=True, **self.tls)
 
     def named_primary(self, pod: Pod) -> int | None:
         """The Redis port the pod's sentinel names as the primary."""
@@ -235,11 +244,12 @@ def release(tmp_path: Path) -> Iterator[HaRelease]:
 
 
 @contextmanager
-def running_release(values: dict[str, Any], tmp_path: Path) -> Iterator[HaRelease]:
+def running_release(values: dict[str, Any], tmp_path: Path,
+                    tls_dir: Path | None = None) -> Iterator[HaRelease]:
     """The render of ``values``, its pods started and settled around pod 0 as primary."""
     required_tool("redis-cli")
     required_tool("timeout")
-    rel = HaRelease(render(values), tmp_path / "pods")
+    rel = HaRelease(render(values), tmp_path / "pods", tls_dir)
     try:
         for pod in rel.pods:
             rel.start_pod(pod)
@@ -398,3 +408,57 @@ def test_a_primary_back_before_the_sentinels_noticed_does_not_empty_the_cache(
         _wait("the returning pod to copy its peer", lambda: keys(first) >= 50, 20)
         assert all(keys(p) >= 50 for p in release.pods[1:])
         w.close()
+
+
+def test_ha_over_tls_with_the_ca_from_the_runner_config_map(tmp_path: Path) -> None:
+    """tls.enabled with ha.enabled: Redis, replication and the sentinels speak TLS only, and a
+    helper store reaches the primary through the rendered rediss+sentinel:// URL, verifying
+    with the CA it finds in the runner ConfigMap."""
+    from redis_gocache.store.base import Entry
+    from redis_gocache.store.redis import RedisStore
+    from tests.test_tls import _cert
+
+    pki = tmp_path / "pki"
+    pki.mkdir()
+    ca = _cert(pki, "ca", None, ca=True)
+    _cert(pki, "tls", ca, server=True)  # tls.crt / tls.key, as in the Secret
+    values = {**HA_VALUES, "tls": {"enabled": True, "existingSecret": "gocache-tls",
+                                   "ca": (pki / "ca.crt").read_text()}}
+    with running_release(values, tmp_path, tls_dir=pki) as release:
+        # Nothing in plain text: a client without TLS gets nowhere.
+        plain = redis.Redis(host="127.0.0.1", port=release.pods[0].redis_port, socket_timeout=2,
+                            retry=None)
+        with pytest.raises(redis.exceptions.ConnectionError):
+            plain.ping()
+        url = release.runner_url()
+        assert url.startswith("rediss+sentinel://")
+        runner = release.rendered.get("ConfigMap", f"{FULLNAME}-runner")["data"]
+        ca_file = tmp_path / "runner-ca.crt"
+        ca_file.write_text(runner["ca.crt"])
+        store = RedisStore(url, prefix=PREFIX, ttl=3600, inline_max=1024, timeout=5.0,
+                           retries=1, max_connections=4, tls_ca=str(ca_file))
+        body = os.urandom(2000)
+        path = tmp_path / "out"
+        path.write_bytes(body)
+        entry = Entry(hashlib.sha256(body).digest(), len(body), time.time_ns())
+        store.put(b"\x07" * 32, entry, str(path))
+        got: list[bytes] = []
+        assert store.get(b"\x07" * 32, got.append) == entry and b"".join(got) == body
+        store.close()
+        # And the replicas copied it over TLS (read as the writer: the sentinel user can
+        # reach no key).
+        password = unquote(urlsplit(url).password or "")
+        for pod in release.pods[1:]:
+            reader = redis.Redis(host="127.0.0.1", port=pod.redis_port, socket_timeout=3,
+                                 username="gocache-writer", password=password, **release.tls)
+            _wait("the replica to copy the entry",
+                  lambda r=reader: r.exists(f"{PREFIX}a:{'07' * 32}") == 1, 10)
+            reader.close()
+        # The helm test script, with its TLS flags, through the sentinels.
+        (test_pod,) = release.rendered.of_kind("Pod")
+        env = {k: v for k, v in os.environ.items() if k != "REDISCLI_AUTH"}
+        env.update(WRITER_URL=url, READER_URL=release.runner_url("reader"))
+        done = subprocess.run(["sh", "-c", test_pod["spec"]["containers"][0]["args"][0]],
+                              env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "writer and reader credentials work" in done.stdout
