@@ -305,6 +305,15 @@ def test_the_rendered_pods_form_one_primary_and_two_replicas(release: HaRelease)
     assert "ok: the sentinels name the primary" in done.stdout
     assert "ok: reader set -> NOPERM" in done.stdout
     assert "writer and reader credentials work" in done.stdout
+    # The fleet exporter, as the chart runs it: the reader's Sentinel URL.
+    from redis_gocache.ops import fleet
+    from tests.test_exporter import ExporterProcess, value
+
+    fleet.push(writer, PREFIX, {"runs": 1, "gets": 7, "hits": 5})
+    with ExporterProcess(release.runner_url("reader")) as exp:
+        got = exp.scrape()
+        assert value(got, "redis_gocache_fleet_up") == 1
+        assert value(got, "redis_gocache_gets_total", prefix=PREFIX) == 7
     # Passwords never reach a config file: the ACL files hold hashes; the sentinel's own
     # file (in its emptyDir) holds only the internal sentinel user's password.
     for pod in release.pods:
