@@ -1,5 +1,5 @@
 """The click command tree, all of it: the group (the helper itself, run with no command), the
-operator commands ``stats``, ``doctor``, ``trim``, ``flush``, ``keygen`` and
+operator commands ``stats``, ``doctor``, ``trim``, ``flush``, ``exporter``, ``keygen`` and
 ``normalize-mtimes``.
 
 :mod:`redis_gocache.cli` imports this module only when the command line is not the helper's
@@ -367,7 +367,58 @@ def normalize_mtimes(directory: str, verbose: bool, no_git: bool) -> None:
         click.get_current_context().exit(1)
 
 
-COMMANDS = (stats, doctor, trim, flush, keygen, normalize_mtimes)
+# -- exporter ----------------------------------------------------------------------------
+
+
+@click.command()
+@click.option("--listen", default="0.0.0.0:9122", show_default=True, metavar="HOST:PORT",
+              envvar="REDIS_GOCACHE_EXPORTER_LISTEN",
+              help="Address to serve /metrics on. [env: REDIS_GOCACHE_EXPORTER_LISTEN]")
+@click.option("--days", type=click.IntRange(0, 35), default=2, show_default=True,
+              help="Per-day counters to export, today first.")
+@click.option("--namespace", "namespaces", multiple=True, metavar="PREFIX",
+              help="Export this namespace (repeatable) [default: --prefix].")
+@helper_options
+def exporter(listen: str, days: int, namespaces: tuple[str, ...], **values: Any) -> None:
+    """Serve the fleet counters as Prometheus metrics.
+
+    Each scrape reads the counters that helpers keep in Redis; read access to the prefix is
+    enough (the chart's reader user). Needs prometheus-client:
+    pip install 'redis-gocache[exporter]'.
+    """
+    try:
+        # An optional dependency: imported by this command only.
+        from redis_gocache.ops import exporter as exporting
+    except ImportError as exc:
+        raise click.ClickException(
+            f"the exporter needs prometheus-client ({exc}): "
+            "pip install 'redis-gocache[exporter]'") from None
+    from redis_gocache.ops.common import open_store
+
+    config = settings(values)
+    try:
+        host, port = exporting.parse_listen(listen)
+        store = open_store(config)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    try:
+        server = exporting.start(store, host, port, list(namespaces) or [config.prefix], days)
+    except OSError as exc:
+        store.close()
+        raise click.ClickException(f"cannot listen on {listen}: {exc}") from None
+    names = ", ".join(repr(p) for p in server.prefixes)
+    click.echo(f"redis-gocache exporter: the fleet counters of {names} on "
+               f"http://{host}:{server.port}/metrics", err=True)
+    try:
+        server.wait()  # until SIGTERM ends the process, or Ctrl-C
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+        store.close()
+
+
+COMMANDS = (stats, doctor, trim, flush, exporter, keygen, normalize_mtimes)
 """The subcommands, in the order ``--help`` lists them (click sorts them by name)."""
 
 

@@ -20,13 +20,14 @@ the pod's namespace):
 
 prometheus-client is an optional dependency (``pip install 'redis-gocache[exporter]'``);
 only this module imports it, and only the ``exporter`` command
-(:mod:`redis_gocache.ops.exporter_cli`) imports this module.
+(:mod:`redis_gocache.commands`) imports this module.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import start_wsgi_server
@@ -35,6 +36,9 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from redis_gocache.exceptions import ConfigError, GoCacheError
 from redis_gocache.ops import fleet
 from redis_gocache.ops.stats_cmd import BYTES_HELP, COUNTER_HELP, HIT_SOURCES, HITS_HELP, hit_rate
+
+if TYPE_CHECKING:
+    from redis_gocache.store.redis import RedisStore
 
 DEFAULT_DAYS = 2
 """Per-day counters exported by default: today and yesterday (UTC)."""
@@ -154,14 +158,19 @@ class Exporter:
     """The HTTP server of ``redis-gocache exporter`` (``/metrics``; any path answers the
     same), serving on a thread until :meth:`stop`."""
 
-    def __init__(self, collector: Collector, host: str, port: int) -> None:
+    def __init__(self, collector: FleetCollector, host: str, port: int) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(collector)
+        self.prefixes = collector.prefixes
         self._server, self._thread = start_wsgi_server(port, host, registry=self.registry)
 
     @property
     def port(self) -> int:
         return int(self._server.server_address[1])
+
+    def wait(self) -> None:
+        """Block while the server runs (its thread is a daemon: the process's end ends it)."""
+        self._thread.join()
 
     def stop(self) -> None:
         self._server.shutdown()
@@ -169,4 +178,16 @@ class Exporter:
         self._thread.join(timeout=10)
 
 
-__all__ = ["DEFAULT_DAYS", "Exporter", "FleetCollector", "metric_names", "parse_listen"]
+def start(store: RedisStore, host: str, port: int, prefixes: Sequence[str],
+          days: int = DEFAULT_DAYS) -> Exporter:
+    """Serve the fleet counters of ``prefixes``, read through ``store`` at each scrape, on
+    ``host:port``; failed reads are one line on stderr each."""
+    from redis_gocache.ops.common import translated
+
+    collector = FleetCollector(store.client, lambda: translated(store), prefixes, days,
+                               log=lambda line: print(line, file=sys.stderr, flush=True))
+    return Exporter(collector, host, port)
+
+
+__all__ = ["DEFAULT_DAYS", "Exporter", "FleetCollector", "metric_names", "parse_listen",
+           "start"]
