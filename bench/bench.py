@@ -75,10 +75,11 @@ SCENARIOS = {
     "helper_cold": "redis-gocache cold (empty Redis and dir)",
     "helper_new": "redis-gocache new runner (warm Redis)",
     "helper_warm": "redis-gocache warm runner",
+    "helper_node": "redis-gocache new pod on a warm node",
     "baseline_new": "baseline new runner (--baseline)",
     "baseline_warm": "baseline warm runner (--baseline)",
 }
-HELPER_SCENARIOS = ("helper_cold", "helper_new", "helper_warm")
+HELPER_SCENARIOS = ("helper_cold", "helper_new", "helper_warm", "helper_node")
 FLOOR_HELPER = Path(__file__).resolve().with_name("floor_helper.py")
 
 
@@ -439,8 +440,10 @@ def build_round(env: Env, wl: Workload, rep: int, results: dict[str, Any]) -> No
         cold_dir = env.fresh_dir(f"{tag}-helper-cold")
         new_dir = env.fresh_dir(f"{tag}-helper-new")
         runner_gocache = {}
+        # The new pod on a warm node has an empty GOCACHE of its own and the node's local
+        # directory, which the earlier pod (the new and warm runner) filled.
         runs = [("helper_cold", cold_dir, prog), ("helper_new", new_dir, prog),
-                ("helper_warm", new_dir, prog)]
+                ("helper_warm", new_dir, prog), ("helper_node", new_dir, prog)]
         if env.baseline is not None:
             # The baseline's new and warm runners read what this helper's cold run stored;
             # which of the two goes first alternates, so a drift of the machine cancels out.
@@ -755,6 +758,9 @@ def summarize(results: dict[str, Any], plan: Plan) -> dict[str, Any]:
                3.5, "x")
         target(f"new runner {what} vs copy floor",
                new / floor if new is not None and floor else None, 2.0, "x")
+        node, warm = rows["helper_node"]["median"], rows["helper_warm"]["median"]
+        target(f"new pod on a warm node {what} vs warm runner",
+               node / warm if node is not None and warm else None, 1.10, "x")
     target("capability line (p50)", summary["startup"]["p50"], 0.060, "s")
     rss = results.get("rss") or {}
     size = f"{rss.get('body_bytes', plan.rss_body) // MiB} MiB"
@@ -874,7 +880,7 @@ def print_report(results: dict[str, Any], summary: dict[str, Any]) -> None:
         else:
             vs, ls = fmt_mib(v), fmt_mib(lim)
         verdict = {True: "PASS", False: "MISS", None: "n/a"}[t["pass"]]
-        print(f"  {t['target']:44}{vs:>12}  <= {ls:<10}{verdict}")
+        print(f"  {t['target']:52}{vs:>12}  <= {ls:<10}{verdict}")
     floor = summary.get("python_floor_ratio")
     if floor is not None:
         print(f"  (the Python floor, bench/floor_helper.py, took {floor:.2f}x Go warm in this run:"

@@ -32,7 +32,7 @@ from redis_gocache.wire import ANSWER_END, hit_tail
 
 TYPE_CHECKING = False  # not typing's: see redis_gocache.config
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Container, Iterable
 
     from redis_gocache.store.disk import DiskStore
 
@@ -41,9 +41,10 @@ MAX_BYTES = 64 << 20
 ignored, and the next run writes a new one."""
 
 
-def load(path: str, root: str) -> dict[bytes, bytes]:
+def load(path: str, root: str, skip: Container[str] = ()) -> dict[bytes, bytes]:
     """Action ID -> its kept line, from the file at ``path`` if it is whole and was written for
-    ``root``; else empty."""
+    ``root``; else empty. Lines for the outputs in ``skip`` (hex: those a trim is waiting to
+    remove, :mod:`redis_gocache.store.shared`) are left out."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     except OSError:
@@ -70,6 +71,10 @@ def load(path: str, root: str) -> dict[bytes, bytes]:
             answers[a2b_base64(line[:44], strict_mode=True)] = line
     except ValueError:  # binascii.Error: the CRC matched, so not ours to make sense of
         return {}
+    if skip:
+        # The relative path (output_relpath) is the third field, the output's hex its end.
+        answers = {a: line for a, line in answers.items() if line.split(b" ", 3)[2]
+                   .rpartition(b"/")[2].decode("ascii", "replace") not in skip}
     return answers
 
 

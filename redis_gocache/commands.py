@@ -264,6 +264,9 @@ def trim(max_age: str | None, max_size: str | None, dry_run: bool, as_json: bool
             f"kept {total.outputs_kept} outputs ({human_bytes(total.bytes_kept)})")
     if total.protected:
         line += f", {total.protected} of them because they were used within the last hour"
+    if total.outputs_pending:
+        line += (f"; left {total.outputs_pending} outputs for a later trim: helpers that may "
+                 f"have handed them to a go command are running")
     click.echo(line)
 
 

@@ -65,11 +65,18 @@ def _serve(config: Config, proto_fd: int) -> int:
     from redis_gocache.server import Server
     from redis_gocache.stats import Stats
     from redis_gocache.store.disk import DiskStore
+    from redis_gocache.store.shared import owner_problem
 
     stats = Stats()
     try:
         os.makedirs(config.cache_dir, mode=0o700, exist_ok=True)
-        local = DiskStore(local_root(config)).open()  # each level 0700
+        root = local_root(config)
+        # Helpers of two users cannot share a directory: say so once, before any answer.
+        problem = owner_problem(config.cache_dir) or owner_problem(root)
+        if problem is not None:
+            log(problem)
+            return 1
+        local = DiskStore(root).open().join()  # each level 0700
     except (OSError, LocalStoreError) as exc:
         log(f"cannot use the local cache directory: {exc}")
         return 1
@@ -83,7 +90,7 @@ def _serve(config: Config, proto_fd: int) -> int:
 
     command = prefetch.command_tag()
     marker = prefetch.marker_path(local.root, command)
-    kept = answers.load(marker, local.root)
+    kept = answers.load(marker, local.root, local.condemned)
     tag = None
     if remote is not None and not config.no_prefetch:
         tag = prefetch.maybe_start(cache, remote, local.root, log, command)
@@ -98,6 +105,7 @@ def _serve(config: Config, proto_fd: int) -> int:
     status = server.serve()
     # cmd/go has its answers and its stdout is closed; the rest is housekeeping.
     local.flush_marks()  # before the trim below goes by them
+    local.leave()  # cmd/go opens no file any more: a trim may remove what it was handed
     # The kept answers are still right if they answered every get and nothing was put.
     all_kept = (cache.kept_hits == cache.requested and len(kept) == len(cache.requested)
                 and not stats.puts)

@@ -30,6 +30,7 @@ from redis_gocache.exceptions import (
     ShardUnavailable,
     missing_module,
 )
+from redis_gocache.store.disk import replace_private
 
 TYPE_CHECKING = False  # not typing's: see redis_gocache.config
 if TYPE_CHECKING:
@@ -60,12 +61,9 @@ class Breaker:
             return 0.0
 
     def trip(self) -> None:
-        tmp = f"{self.path}.{os.getpid()}.tmp"
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="ascii") as f:
-                f.write(f"{time.time() + self.cooldown:.3f}\n")
-            os.replace(tmp, self.path)  # Atomic: a concurrent helper reads old or new.
+            # Whole or not at all: a concurrent helper (another pod's too) reads old or new.
+            replace_private(self.path, f"{time.time() + self.cooldown:.3f}\n".encode("ascii"))
         except OSError:
             pass  # Without the file the next helper pays one timeout: acceptable.
 

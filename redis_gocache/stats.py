@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from _thread import allocate_lock
 
@@ -101,11 +102,16 @@ class Stats:
         return line
 
     def append_json(self, path: str) -> None:
-        """Append the counters to ``path`` as one JSON line."""
+        """Append the counters to ``path`` as one JSON line, in one ``write`` to a file opened
+        for appending, so lines of helpers sharing the file never interleave."""
         import json
 
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(self.as_dict(), sort_keys=True) + "\n")
+        line = (json.dumps(self.as_dict(), sort_keys=True) + "\n").encode("utf-8")
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
 
 
 def _mb(n: int) -> str:

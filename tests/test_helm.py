@@ -132,6 +132,9 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "externalRedis": {"url": "redis://cache.example.internal:6379/0"},
         "runner": {"extraNamespaces": ["ci-runners"]},
     },
+    "local-hostpath": {"runner": {"localDir": {"type": "hostPath"}},
+                       "spill": {"enabled": True}},
+    "local-emptydir": {"runner": {"localDir": {"type": "emptyDir", "maxSize": ""}}},
 }
 
 
@@ -515,6 +518,62 @@ def test_helm_test_hook() -> None:
     assert env["READER_URL"] == {"name": f"{FULLNAME}-reader", "key": "REDIS_URL"}
 
 
+def notes_pod(notes: str) -> dict[str, Any]:
+    """The pod spec NOTES.txt shows, made a Pod (image added) to validate."""
+    block = notes.split("In the runner's pod spec:\n", 1)[1].split("\n\n", 1)[0]
+    pod: dict[str, Any] = {"apiVersion": "v1", "kind": "Pod", **yaml.safe_load(block)}
+    pod["metadata"]["name"] = "runner"
+    pod["spec"]["containers"][0]["image"] = "registry.example.com/runner-go:1"
+    kv.validate(pod, KUBE_VERSION, strict=True)
+    return pod
+
+
+def test_local_dir_is_unset_by_default() -> None:
+    rendered = render()
+    data = rendered.get("ConfigMap", f"{FULLNAME}-runner")["data"]
+    assert "REDIS_GOCACHE_DIR" not in data and "REDIS_GOCACHE_TRIM_MAX_SIZE" not in data
+    assert "volumes" not in notes_pod(rendered.notes)["spec"]
+
+
+def test_local_dir_on_a_host_path_shared_by_the_node() -> None:
+    """The recommended layout: the ConfigMap points at a hostPath the NOTES mount, made
+    (DirectoryOrCreate) and given to the runners' uid by an init container, and the runner
+    containers run as that uid (helpers of two users cannot share a directory)."""
+    rendered = render(SCENARIOS["local-hostpath"])
+    local = rendered_values()["runner"]["localDir"]
+    data = rendered.get("ConfigMap", f"{FULLNAME}-runner")["data"]
+    assert data["REDIS_GOCACHE_DIR"] == local["path"]
+    assert data["REDIS_GOCACHE_TRIM_MAX_SIZE"] == local["maxSize"]
+    spec = notes_pod(rendered.notes)["spec"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["gocache-local"]["hostPath"] == {"path": local["path"],
+                                                   "type": "DirectoryOrCreate"}
+    assert "gocache-spill" in volumes  # both volumes when both are on
+    mounts = {m["name"]: m["mountPath"] for m in spec["containers"][0]["volumeMounts"]}
+    assert mounts["gocache-local"] == local["path"]
+    assert spec["securityContext"]["runAsUser"] == local["runAsUser"]
+    (init,) = spec["initContainers"]
+    assert f"chown {local['runAsUser']}:{local['runAsGroup']} /d" in init["command"][-1]
+    assert init["volumeMounts"] == [{"name": "gocache-local", "mountPath": "/d"}]
+
+
+def test_local_dir_per_pod_on_an_empty_dir() -> None:
+    rendered = render(SCENARIOS["local-emptydir"])
+    data = rendered.get("ConfigMap", f"{FULLNAME}-runner")["data"]
+    assert data["REDIS_GOCACHE_DIR"] == "/var/cache/redis-gocache"
+    assert "REDIS_GOCACHE_TRIM_MAX_SIZE" not in data  # maxSize ""
+    spec = notes_pod(rendered.notes)["spec"]
+    (volume,) = spec["volumes"]
+    assert volume == {"name": "gocache-local", "emptyDir": {"sizeLimit": "10Gi"}}
+    assert "initContainers" not in spec
+
+
+def test_local_dir_and_the_same_setting_in_runner_env_fail() -> None:
+    with pytest.raises(Exception, match="remove them from runner.env"):
+        render({"runner": {"localDir": {"type": "hostPath"},
+                           "env": {"REDIS_GOCACHE_DIR": "/elsewhere"}}})
+
+
 # --- values.schema.json -----------------------------------------------------------------------
 
 
@@ -611,6 +670,10 @@ def test_spill_trim_recipe_matches_the_chart() -> None:
         {"spill": {"size": "lots"}},
         {"spill": {"accessModes": ["ReadWriteSometimes"]}},
         {"spill": {"enabled": True, "claim": "typo"}},
+        {"runner": {"localDir": {"type": "persistentVolumeClaim"}}},
+        {"runner": {"localDir": {"path": "/var/../etc"}}},
+        {"runner": {"localDir": {"maxSize": "lots"}}},
+        {"runner": {"localDir": {"runAsUser": 0}}},
     ],
 )
 def test_schema_rejects_wrong_values(values: dict[str, Any]) -> None:

@@ -123,16 +123,20 @@ def test_orphans_debris_and_dry_run(tmp_path: Path) -> None:
         return "torn by a crash" in (root.path / ACTION_LOG).read_text(encoding="ascii")
 
     stale = root.tmp("w-stale", 2 * HOUR, now)
+    torn_rewrite = root.path / "actions.0123456789ab.tmp"  # a trim killed while rewriting
+    torn_rewrite.write_bytes(b"partial")
+    os.utime(torn_rewrite, (now - 2 * HOUR, now - 2 * HOUR))
     busy = root.tmp("w-busy", 10 * 60, now)  # a put in progress
     old_a, old_o = root.entry("old", 10, 9 * DAY, now)
 
     dry = trim_root(str(root.path), max_age=5 * DAY, now=now, dry_run=True)
-    assert (dry.outputs_removed, dry.actions_removed, dry.tmp_removed) == (1, 2, 1)
+    assert (dry.outputs_removed, dry.actions_removed, dry.tmp_removed) == (1, 2, 2)
     assert orphan.exists() and garbled_in_log() and stale.exists() and old_o.exists()
 
     real = trim_root(str(root.path), max_age=5 * DAY, now=now)
-    assert (real.outputs_removed, real.actions_removed, real.tmp_removed) == (1, 2, 1)
+    assert (real.outputs_removed, real.actions_removed, real.tmp_removed) == (1, 2, 2)
     assert not orphan.exists() and not garbled_in_log() and not stale.exists()
+    assert not torn_rewrite.exists()
     assert not old_o.exists() and not old_a.exists()
     assert busy.exists()
 

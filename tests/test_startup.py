@@ -40,6 +40,7 @@ _WARM_PATH = frozenset({
     "redis_gocache.helper", "redis_gocache.prefetch", "redis_gocache.remote",
     "redis_gocache.server", "redis_gocache.stats", "redis_gocache.store",
     "redis_gocache.store.disk", "redis_gocache.store.entry", "redis_gocache.store.layout",
+    "redis_gocache.store.shared",  # os and fcntl (built in): the registration at start
     "redis_gocache.tags", "redis_gocache.value", "redis_gocache.wire",
 })
 _REDIS_PATH = _WARM_PATH | {

@@ -5,8 +5,13 @@ An output file's mtime is its last use, touched at most once per
 :data:`~redis_gocache.store.disk.MARK_DELAY` (five minutes) after the use. So a file used a
 moment ago may carry an mtime up to an hour and five minutes old, and "never remove a file
 used in the last hour" means: never remove a file whose mtime is less than :data:`PROTECT`
-(two hours) old. A running ``go`` may still open a ``DiskPath`` it was handed; this is the
-margin that keeps it there.
+(two hours) old.
+
+A running ``go`` may still open a ``DiskPath`` it was handed, whatever its mtime says (a hit
+on an old file is marked minutes later; a build can run for hours), and any number of helpers
+may share the directory. So the outputs chosen by the rules above are removed only when no
+running helper can have handed one out (:mod:`redis_gocache.store.shared`): at once when none
+runs, else by a later trim, which first removes what an earlier one chose.
 
 After outputs, the action log is rewritten without the records whose output is gone (a hit
 needs both) and without the records later ones replace; then ``tmp/`` debris older than an
@@ -26,6 +31,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 
+from redis_gocache.store import shared
 from redis_gocache.store.disk import (
     AUTO_TRIM_INTERVAL,
     USE_MARK_INTERVAL,
@@ -55,6 +61,10 @@ TMP_MAX_AGE = 3600.0
 AUTO_INTERVAL = AUTO_TRIM_INTERVAL
 """Seconds between two automatic trims of one local directory."""
 
+PENDING_RETRY = 600.0
+"""Seconds after an automatic trim that left outputs to remove (helpers were running) until
+the next one is due."""
+
 MARKER = TRIM_MARKER
 """File in the local root whose mtime is the last trim's start."""
 
@@ -74,6 +84,7 @@ class TrimResult:
     outputs_kept: int = 0
     bytes_kept: int = 0
     protected: int = 0  # kept because used within PROTECT, though old or over the cap
+    outputs_pending: int = 0  # chosen, removed by a later pass: helpers were running
 
     def add(self, other: TrimResult) -> None:
         for f in dataclasses.fields(self):
@@ -88,6 +99,7 @@ class _File:
     path: str
     mtime: float
     size: int
+    identity: tuple[int, int]  # inode number and ctime (ns): which file, not only which name
 
 
 Progress = Callable[[int], None]
@@ -141,8 +153,25 @@ def trim_root(
 ) -> TrimResult:
     """Trim one local root (``<cache dir>/v1``): see the module docstring."""
     now = time.time() if now is None else now
+    if dry_run:
+        return _trim(root, max_age, max_size, now, dry_run, progress or (lambda n: None))
+    try:
+        lock = shared.lock_trim(root)
+    except OSError:
+        return TrimResult()  # A root we cannot lock is one we cannot write either.
+    try:
+        return _trim(root, max_age, max_size, now, dry_run, progress or (lambda n: None))
+    finally:
+        os.close(lock)
+
+
+def _trim(root: str, max_age: float, max_size: int, now: float, dry_run: bool,
+          step: Progress) -> TrimResult:
     result = TrimResult()
-    step = progress or (lambda n: None)
+    gone: set[str] = set()
+    generation, since, pending = shared.read_state(root)
+    if pending and not dry_run and _evict(root, generation, since, pending, result, gone):
+        pending = {}
 
     outputs: list[_File] = []
     for path in _listing(os.path.join(root, OUTPUTS)):
@@ -151,7 +180,7 @@ def trim_root(
             st = os.stat(path)
         except OSError:
             continue
-        outputs.append(_File(path, st.st_mtime, st.st_size))
+        outputs.append(_File(path, st.st_mtime, st.st_size, (st.st_ino, st.st_ctime_ns)))
 
     protected: set[str] = set()
 
@@ -162,33 +191,45 @@ def trim_root(
         return True
 
     keep: list[_File] = []
-    gone: set[str] = set()
+    chosen: list[_File] = []
     for f in outputs:
-        if now - f.mtime > max_age and removable(f):
-            if _remove(f.path, dry_run):
-                result.outputs_removed += 1
-                result.bytes_removed += f.size
-                gone.add(os.path.basename(f.path))
+        if not pending and now - f.mtime > max_age and removable(f):
+            chosen.append(f)
             continue
         keep.append(f)
 
-    if max_size:
+    if max_size and not pending:
         total = sum(f.size for f in keep)
         survivors: list[_File] = []
         for f in sorted(keep, key=lambda f: f.mtime):  # least recently used first
             if total > max_size and removable(f):
-                if _remove(f.path, dry_run):
-                    result.outputs_removed += 1
-                    result.bytes_removed += f.size
-                    gone.add(os.path.basename(f.path))
-                    total -= f.size
-                    continue
+                chosen.append(f)
+                total -= f.size
+                continue
             survivors.append(f)
         keep = survivors
     result.protected = len(protected)
+
+    if dry_run:
+        result.outputs_removed = len(chosen)
+        result.bytes_removed = sum(f.size for f in chosen)
+        gone.update(os.path.basename(f.path) for f in chosen)
+    elif chosen:
+        # Removed only once no running helper can have handed one out (store/shared.py):
+        # at once when none is running, else by a later pass.
+        condemned = {os.path.basename(f.path): f.identity for f in chosen}
+        try:
+            shared.write_state(root, generation + 1, now, condemned)
+        except OSError:
+            condemned = {}
+        if condemned and not _evict(root, generation + 1, now, condemned, result, gone):
+            result.outputs_pending = len(condemned)
+            keep.extend(chosen)
+    if pending:
+        result.outputs_pending = len(pending)
     result.outputs_kept = len(keep)
     result.bytes_kept = sum(f.size for f in keep)
-    present = {os.path.basename(f.path) for f in keep}
+    present = {os.path.basename(f.path) for f in keep} - gone
 
     _trim_log(root, present, gone, result, dry_run, step)
 
@@ -196,6 +237,13 @@ def trim_root(
     for name in _names(tmp):
         path = os.path.join(tmp, name)
         if _older_than(path, now, TMP_MAX_AGE) and _remove(path, dry_run):
+            result.tmp_removed += 1
+    # A whole-file write killed halfway (the log's rewrite, the trim's state) leaves its
+    # temporary file beside the target (store/disk.py replace_private).
+    for name in _names(root):
+        path = os.path.join(root, name)
+        if name.endswith(".tmp") and _older_than(path, now, TMP_MAX_AGE) \
+                and _remove(path, dry_run):
             result.tmp_removed += 1
 
     # A command not run within max_age loses its marker and kept answers (a few hundred KiB
@@ -208,6 +256,37 @@ def trim_root(
         if _older_than(path, now, limit) and _remove(path, dry_run):
             result.commands_removed += 1
     return result
+
+
+def _evict(root: str, generation: int, since: float, condemned: shared.Condemned,
+           result: TrimResult, gone: set[str]) -> bool:
+    """Remove the condemned outputs if no running helper can have handed one out; whether
+    it did. One renamed into place again since it was chosen (another inode, or the number of
+    the removed one reused, with a later ctime), or used since (mtime from ``since`` on),
+    stays."""
+    held = shared.quiesce(root, generation)
+    if held is None:
+        return False
+    try:
+        for oid, identity in condemned.items():
+            path = output_path(root, oid)
+            try:
+                st = os.stat(path)
+            except OSError:
+                gone.add(oid)
+                continue
+            if (st.st_ino, st.st_ctime_ns) != identity or st.st_mtime >= since:
+                continue
+            if _remove(path, False):
+                result.outputs_removed += 1
+                result.bytes_removed += st.st_size
+                gone.add(oid)
+        shared.write_state(root, generation, since, {})
+    except OSError:
+        pass  # The state still names them: the next pass tries again.
+    finally:
+        shared.release(held)
+    return True
 
 
 def _names(directory: str) -> list[str]:
@@ -267,8 +346,15 @@ def maybe_auto_trim(root: str, *, max_age: float, max_size: int = 0,
     now = time.time() if now is None else now
     if not auto_trim_due(root, now):
         return None
+    marker = os.path.join(root, MARKER)
     try:
-        touch_private(os.path.join(root, MARKER), now)
+        touch_private(marker, now)
     except OSError:
         return None  # A directory we cannot mark is one we would trim on every run.
-    return trim_root(root, max_age=max_age, max_size=max_size, now=now)
+    result = trim_root(root, max_age=max_age, max_size=max_size, now=now)
+    if result.outputs_pending:
+        try:  # Other helpers were running: due again in PENDING_RETRY, not in a day.
+            touch_private(marker, now - AUTO_INTERVAL + PENDING_RETRY)
+        except OSError:
+            pass
+    return result

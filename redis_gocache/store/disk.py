@@ -5,8 +5,10 @@ The layout under the store's root and the action log's record format are
 
 Output files are written under ``tmp/`` and renamed into place, so a reader (this helper,
 another helper on the same host, or cmd/go) never sees a partial file, and a crash leaves only
-debris in ``tmp/``. Outputs are verified (SHA-256 and size) before they are renamed into
-``o/``; a local hit is served without hashing, as Go's own cache does.
+debris in ``tmp/``. Any number of helpers may share the directory (docs/design.md, "Sharing
+one local directory"); a helper's :meth:`DiskStore.join` keeps the trim off what it hands out.
+Outputs are verified (SHA-256 and size) before they are renamed into ``o/``; a local hit is
+served without hashing, as Go's own cache does.
 
 The action log replaces a file per action: a new runner fetching a thousand entries would
 otherwise create (and rename) a thousand small files beside the outputs, and a warm runner
@@ -44,6 +46,7 @@ from redis_gocache.store.layout import (
     read_action_log,
     record_output_hex,
 )
+from redis_gocache.store.shared import Condemned, Registration, placing
 
 TYPE_CHECKING = False  # not typing's: see redis_gocache.config
 if TYPE_CHECKING:
@@ -56,8 +59,9 @@ and saves a syscall on nearly every hit."""
 
 MARK_DELAY = 300.0
 """Longest a queued use mark waits (seconds). The trim never removes a file marked within
-``USE_MARK_INTERVAL + MARK_DELAY`` (its ``PROTECT`` is larger), so a file a running ``go`` was
-handed stays while that ``go`` may still open it."""
+``USE_MARK_INTERVAL + MARK_DELAY`` (its ``PROTECT`` is larger); that a file a running ``go``
+was handed stays while that ``go`` may still open it does not rest on the marks, but on the
+helpers' registration (:mod:`redis_gocache.store.shared`)."""
 
 _HASH_CHUNK = 1 << 20
 
@@ -155,6 +159,8 @@ class DiskStore:
         self._marks: list[str] = []  # outputs to mark used (mark_soon)
         self._marker: LockType | None = None  # held while the marking thread should go on
         self.mark_delay = MARK_DELAY
+        self.condemned: Condemned = {}  # outputs a trim waits to remove (store/shared.py)
+        self._registration: Registration | None = None
 
     def open(self) -> DiskStore:
         """Create the directory (mode 0700) if needed.
@@ -173,6 +179,22 @@ class DiskStore:
             raise LocalStoreError(f"cannot create cache directory {self.root}: {exc}") from None
         return self
 
+    def join(self) -> DiskStore:
+        """Take this helper's place among the helpers sharing the directory
+        (:mod:`redis_gocache.store.shared`): from now until :meth:`leave`, no trim removes an
+        output it may hand out. Raises LocalStoreError."""
+        if self._registration is None:
+            registration = Registration(self.root)
+            self.condemned = registration.join()
+            self._registration = registration
+        return self
+
+    def leave(self) -> None:
+        """The ``go`` command has ended: trims may remove what this helper handed out."""
+        registration, self._registration = self._registration, None
+        if registration is not None:
+            registration.leave()
+
     def output_path(self, output_hex: str) -> str:
         """Where the output ``output_hex`` lives (:func:`.layout.output_path`)."""
         return output_path(self.root, output_hex)
@@ -188,7 +210,13 @@ class DiskStore:
         if index is None:
             with self._load_lock:
                 if self._index is None:
-                    self._index = read_action_log(self.log_path)
+                    loaded = read_action_log(self.log_path)
+                    if self.condemned:
+                        # Not handed out from here: a trim may be removing them (commit).
+                        gone = self.condemned
+                        loaded = {a: line for a, line in loaded.items()
+                                  if record_output_hex(line) not in gone}
+                    self._index = loaded
                 index = self._index
         return index
 
@@ -292,6 +320,7 @@ class DiskStore:
         the log while this process was appending to the old file, append this process's
         records to the new one, so they are not lost."""
         self.flush_marks()
+        self.leave()
         marker, self._marker = self._marker, None
         if marker is not None:
             marker.release()
@@ -356,8 +385,18 @@ class DiskStore:
     def commit(self, action_hex: str, entry: Entry, tmp_path: str) -> str:
         """Move a complete, verified output into place and record the action; returns the
         output's final path."""
-        final = self.output_path(entry.output_id.hex())
-        self._place(tmp_path, final)
+        output_hex = entry.output_id.hex()
+        final = self.output_path(output_hex)
+        if output_hex in self.condemned:
+            # Chosen by a trim that waits to remove it: renamed in while no trim removes, so
+            # the trim finds a file it did not choose (store/shared.py).
+            fd = placing(self.root)
+            try:
+                self._place(tmp_path, final)
+            finally:
+                os.close(fd)
+        else:
+            self._place(tmp_path, final)
         self.write_action(action_hex, entry)
         return final
 
@@ -384,8 +423,9 @@ def touch_private(path: str, when: float | None = None) -> None:
 def replace_private(path: str, data: bytes) -> None:
     """Make ``path`` hold ``data`` (mode 0600 if new), whole or not at all: a temporary file
     beside it, renamed over it, so a concurrent reader sees the old content or the new.
-    Raises OSError, and leaves no temporary file behind."""
-    tmp = f"{path}.{os.getpid()}.tmp"
+    Raises OSError, and leaves no temporary file behind. The temporary name is random, not
+    the process ID: helpers in two pods sharing the directory can have the same PID."""
+    tmp = f"{path}.{os.urandom(6).hex()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
     try:
         try:
