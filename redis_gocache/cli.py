@@ -8,9 +8,8 @@ explaining a bad command line. The click command tree is :mod:`redis_gocache.com
 
 from __future__ import annotations
 
+import os
 import sys
-
-from redis_gocache.exceptions import ConfigError
 
 # Not typing.TYPE_CHECKING: this module is on the way to the capability line, and importing
 # typing would cost more than everything else there (mypy honours the constant by its name).
@@ -20,13 +19,12 @@ if TYPE_CHECKING:
 
     import click
 
-EXIT_USAGE = 2
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the console script and of ``python -m redis_gocache``."""
     args = list(sys.argv[1:] if argv is None else argv)
     proto_fd = None
+    if not args and _on_terminal():
+        sys.stderr.write(TERMINAL_HINT)
     if not args:
         # The usual GOCACHEPROG=redis-gocache: no flag to parse, so answer cmd/go before
         # importing anything; a bad setting in the environment is still reported below.
@@ -37,17 +35,27 @@ def main(argv: Sequence[str] | None = None) -> None:
             sys.exit(0)  # cmd/go is already gone.
     from redis_gocache import config as _config
 
-    try:
-        values = _config.parse_helper_args(args)
-        cfg = _config.resolve(values) if values is not None else None
-    except ConfigError as exc:
-        sys.stderr.write(f"redis-gocache: {exc}\n")
-        sys.exit(EXIT_USAGE)
-    if cfg is not None:
+    # No setting may fail a build: each unusable one is a line on stderr, and the helper
+    # runs without it (see config.resolve).
+    problems: list[str] = []
+    values = _config.parse_helper_args(args, problems)
+    if values is not None:
         from redis_gocache.helper import run_helper
 
-        sys.exit(run_helper(cfg, proto_fd))
+        sys.exit(run_helper(_config.resolve(values, problems=problems), proto_fd, problems))
     build_cli()(args=args, prog_name="redis-gocache")
+
+
+TERMINAL_HINT = ("redis-gocache: this is the GOCACHEPROG helper, meant to be started by the go "
+                 "command (GOCACHEPROG=redis-gocache go build ./...); see redis-gocache --help\n")
+"""What the helper says when it is started by hand, on a terminal."""
+
+
+def _on_terminal() -> bool:
+    try:
+        return os.isatty(0)
+    except OSError:
+        return False
 
 
 def build_cli() -> click.Group:

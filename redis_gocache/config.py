@@ -110,6 +110,14 @@ def parse_seconds(text: str) -> float:
     return value
 
 
+def parse_positive_count(text: str) -> int:
+    """A whole number of at least 1."""
+    value = parse_count(text)
+    if value < 1:
+        raise ConfigError(f"must be at least 1: {text!r}")
+    return value
+
+
 def parse_count(text: str) -> int:
     """A non-negative whole number."""
     try:
@@ -138,10 +146,35 @@ def parse_bool(text: str) -> bool:
 _SINGLE_SERVER_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
+URL_OPTIONS = frozenset({
+    "db", "password", "username", "socket_timeout", "socket_connect_timeout",
+    "socket_keepalive", "retry_on_timeout", "max_connections", "health_check_interval",
+    "client_name", "protocol", "timeout", "ssl_cert_reqs", "ssl_check_hostname",
+    "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_ca_path", "socket_read_size",
+    "retry_on_error", "ssl_validate_ocsp", "ssl_validate_ocsp_stapled", "ssl_min_version",
+    "ssl_include_verify_flags", "ssl_exclude_verify_flags", "legacy_responses",
+})
+"""The ``?name=value`` options a Redis URL may carry (those redis-py's ``from_url`` knows).
+Any other would reach redis-py's connection class as an unknown argument and fail every
+command, so it is refused with the setting up front."""
+
+
+def _check_url_options(text: str) -> None:
+    query = text.partition("?")[2].partition("#")[0]
+    for pair in query.split("&"):
+        name = pair.partition("=")[0]
+        if name and name not in URL_OPTIONS:
+            # The name only: a value could be a password.
+            raise ConfigError(f"unknown Redis URL option {name!r} (redis-py's URL options "
+                              "only: db, socket_timeout, protocol, client_name, ...)")
+
+
 def parse_redis_url(text: str) -> str:
     """A ``redis://``, ``rediss://`` (TLS) or ``unix://`` URL of one server, a
     ``redis+cluster://`` URL of a Redis Cluster, or a ``redis+sentinel://`` URL of a
     Sentinel-managed primary (``rediss+``: with TLS); see :mod:`redis_gocache.store.topology`."""
+    if "?" in text:
+        _check_url_options(text)
     if text.startswith(_SINGLE_SERVER_SCHEMES):
         return text  # The common case, decided without importing the topology module.
     from redis_gocache.store import topology
@@ -235,7 +268,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("prefix", ("--prefix",), "REDIS_GOCACHE_PREFIX",
            f"Prefix of every Redis key [default: {DEFAULT_PREFIX}]", parse_prefix, "TEXT"),
     Option("ttl", ("--ttl",), "REDIS_GOCACHE_TTL",
-           "Lifetime of a Redis entry after its last use: seconds or 30m/12h/7d [default: 7d]",
+           "Lifetime of a Redis entry after its last use: seconds or 30m/12h/7d/2w [default: 7d]",
            parse_duration, "DURATION"),
     Option("inline_max", ("--inline-max",), "REDIS_GOCACHE_INLINE_MAX",
            f"Largest output stored inside the action hash [default: {DEFAULT_INLINE_MAX}]",
@@ -254,7 +287,7 @@ OPTIONS: tuple[Option, ...] = (
            parse_count, "N"),
     Option("workers", ("--workers",), "REDIS_GOCACHE_WORKERS",
            f"Threads serving requests that need Redis [default: {DEFAULT_WORKERS}]",
-           parse_count, "N"),
+           parse_positive_count, "N"),
     Option("tls_ca", ("--tls-ca",), "REDIS_GOCACHE_TLS_CA",
            "CA bundle to verify a rediss:// server", str, "FILE"),
     Option("tls_cert", ("--tls-cert",), "REDIS_GOCACHE_TLS_CERT",
@@ -293,6 +326,7 @@ OPTIONS: tuple[Option, ...] = (
 """Every option of the helper, in ``--help`` order."""
 
 _BY_FLAG = {flag: opt for opt in OPTIONS for flag in opt.flags}
+_BY_NAME = {opt.name: opt for opt in OPTIONS}
 
 
 class Config(FrozenValue):
@@ -376,16 +410,72 @@ class Config(FrozenValue):
         for name in self.__slots__:
             object.__setattr__(self, name, values[name])
 
+    def replace(self, **changes: Any) -> Config:
+        """A copy with ``changes`` (``dataclasses.replace``)."""
+        values = {name: getattr(self, name) for name in self.__slots__}
+        values.update(changes)
+        return Config(**values)
 
-def resolve(values: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Config:
+
+SAFE_DEFAULTS: dict[str, str] = {
+    "cache_dir": "$XDG_CACHE_HOME/redis-gocache",
+    "ttl": "7d",
+    "inline_max": str(DEFAULT_INLINE_MAX),
+    "timeout": f"{DEFAULT_TIMEOUT:g}",
+    "retries": str(DEFAULT_RETRIES),
+    "workers": str(DEFAULT_WORKERS),
+    "breaker_cooldown": f"{DEFAULT_BREAKER_COOLDOWN:g}",
+    "stats_file": "none",
+    "verbose": "off",
+    "trim_max_age": "5d",
+    "trim_max_size": "no cap",
+    "no_auto_trim": "off",
+    "no_prefetch": "off",
+    "no_fleet_stats": "off",
+}
+"""Settings whose default may stand in for an unusable value in a helper run (the text is
+the default as shown). For every other setting (the URL, the prefix, credentials, TLS,
+keys, read-only) a guess could write to the wrong place or trust the wrong entries, so an
+unusable value switches Redis off for the run instead."""
+
+LOCAL_ONLY = "not using Redis this run (local disk only)"
+"""What the helper says it does about an unusable setting that is not in SAFE_DEFAULTS."""
+
+BAD = object()
+"""The value :func:`parse_helper_args` records, when told to collect problems, for a flag
+whose value it could not use."""
+
+
+def names(opt: Option) -> str:
+    """``REDIS_GOCACHE_TTL (--ttl)``: both names people may have used for a setting."""
+    return f"{opt.envvar} ({opt.flags[-1]})"
+
+
+def consequence(name: str) -> str:
+    """What a helper does instead of using an unusable value of setting ``name``."""
+    default = SAFE_DEFAULTS.get(name)
+    return LOCAL_ONLY if default is None else f"using the default ({default})"
+
+
+def resolve(values: Mapping[str, Any], env: Mapping[str, str] | None = None,
+            problems: list[str] | None = None) -> Config:
     """Build a :class:`Config` from flag values (``None`` or absent: not given) and ``env``.
 
-    Raises :class:`ConfigError` naming the flag or variable that holds a bad value.
+    Raises :class:`ConfigError` naming the flag or variable that holds a bad value, unless
+    ``problems`` is given (the helper's way: no setting may fail a build): then each unusable
+    value is one message appended to it, naming the setting and its variable, and the
+    setting takes its default where that is safe (:data:`SAFE_DEFAULTS`), else Redis is
+    left unset for the run.
     """
     env = os.environ if env is None else env
     kwargs: dict[str, Any] = {}
+    local_only = False
+
     for opt in OPTIONS:
         value = values.get(opt.name)
+        if value is BAD:  # parse_helper_args has said why
+            local_only = local_only or opt.name not in SAFE_DEFAULTS
+            continue
         if value is None or (opt.is_flag and value is False):
             raw = env.get(opt.envvar)
             if raw is None or (raw == "" and not opt.is_flag):
@@ -393,13 +483,25 @@ def resolve(values: Mapping[str, Any], env: Mapping[str, str] | None = None) -> 
             try:
                 value = parse_bool(raw) if opt.is_flag else opt.parse(raw)  # type: ignore[misc]
             except ConfigError as exc:
-                raise ConfigError(f"{opt.envvar}: {exc}") from None
+                if problems is None:
+                    raise ConfigError(f"{opt.envvar}: {exc}") from None
+                problems.append(f"{names(opt)}: {exc}; {consequence(opt.name)}")
+                local_only = local_only or opt.name not in SAFE_DEFAULTS
+                continue
         kwargs[opt.name] = value
     if "cache_dir" in kwargs:
         kwargs["cache_dir"] = os.path.abspath(os.path.expanduser(kwargs["cache_dir"]))
     else:
         kwargs["cache_dir"] = default_cache_dir(env)
-    kwargs["password"] = _password(kwargs.get("password_file"), env)
+    try:
+        kwargs["password"] = _password(kwargs.get("password_file"), env)
+    except ConfigError as exc:
+        if problems is None:
+            raise
+        problems.append(f"{names(_BY_NAME['password_file'])}: {exc}; {LOCAL_ONLY}")
+        local_only = True
+    if local_only:
+        kwargs["redis_url"] = None
     return Config(**kwargs)
 
 
@@ -416,12 +518,15 @@ def _password(password_file: str | None, env: Mapping[str, str]) -> str | None:
     return env.get("REDIS_PASSWORD") or None
 
 
-def parse_helper_args(argv: Sequence[str]) -> dict[str, Any] | None:
+def parse_helper_args(argv: Sequence[str],
+                      problems: list[str] | None = None) -> dict[str, Any] | None:
     """Parse the helper's own flags without click.
 
     Returns the flag values, or ``None`` when ``argv`` holds anything else (a subcommand,
     ``--help``, an unknown flag): the caller then hands ``argv`` to click, which knows
-    how to explain it. Raises :class:`ConfigError` for a known flag with a bad value.
+    how to explain it. Raises :class:`ConfigError` for a known flag with a bad value, unless
+    ``problems`` is given: then the message goes there and the value is :data:`BAD`, which
+    :func:`resolve` replaces as it does a bad variable.
     """
     values: dict[str, Any] = {}
     i = 0
@@ -446,6 +551,9 @@ def parse_helper_args(argv: Sequence[str]) -> dict[str, Any] | None:
             try:
                 values[opt.name] = opt.parse(raw)  # type: ignore[misc]
             except ConfigError as exc:
-                raise ConfigError(f"{name}: {exc}") from None
+                if problems is None:
+                    raise ConfigError(f"{name}: {exc}") from None
+                problems.append(f"{names(opt)}: {exc}; {consequence(opt.name)}")
+                values[opt.name] = BAD
         i += 1
     return values

@@ -12,6 +12,8 @@ from redis_gocache.store.disk import auto_trim_due
 
 TYPE_CHECKING = False  # not typing's: see redis_gocache.config
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from redis_gocache.config import Config
     from redis_gocache.remote import Remote
     from redis_gocache.stats import Stats
@@ -26,7 +28,7 @@ def log(message: str) -> None:
     sys.stderr.flush()
 
 
-def local_root(config: Config) -> str:
+def local_root(config: Config, cache_dir: str | None = None) -> str:
     """The trust level's own directory: entries a read-only (untrusted) job wrote locally are
     never served to a trusted helper, which does not re-verify local hits. A helper that checks
     signatures gets a directory of its own per set of trusted keys, so it never serves a local
@@ -36,14 +38,21 @@ def local_root(config: Config) -> str:
         from redis_gocache.signing import keyset_tag
 
         name += "-verified-" + keyset_tag(config.trusted_keys)
-    return os.path.join(config.cache_dir, name)
+    return os.path.join(config.cache_dir if cache_dir is None else cache_dir, name)
 
 
-def run_helper(config: Config, proto_fd: int | None = None) -> int:
+def run_helper(config: Config, proto_fd: int | None = None,
+               problems: Sequence[str] = ()) -> int:
     """Serve cmd/go on stdin/stdout until close or EOF; returns the exit status.
 
     ``proto_fd``: the protocol descriptor when the caller has already announced the
     capabilities (:func:`redis_gocache.handshake.announce`); else this does it first.
+    ``problems``: the settings that could not be used (:func:`redis_gocache.config.resolve`),
+    one line each on stderr.
+
+    Nothing makes this fail a build: an unexpected exception (a bug) is one line on stderr,
+    and if no answer has been sent yet the run goes on answering misses
+    (:func:`serve_without_disk`).
 
     Ctrl-C reaches cmd/go and the helper alike: the helper then leaves at once with status 0
     and no traceback. Everything on disk is complete or in tmp/, and half an upload is a
@@ -54,34 +63,116 @@ def run_helper(config: Config, proto_fd: int | None = None) -> int:
         proto_fd = announce()
         if proto_fd is None:
             return 0  # cmd/go is already gone.
+    for problem in problems:
+        log(problem)
+    started = [False]
     try:
-        return _serve(config, proto_fd)
+        from redis_gocache.config import LOCAL_ONLY
+
+        # A setting's line has said that Redis is off: no second line about it.
+        quiet = any(problem.endswith(LOCAL_ONLY) for problem in problems)
+        return _serve(config, proto_fd, quiet_local_only=quiet, started=started)
     except KeyboardInterrupt:
         os._exit(0)
+    except Exception as exc:  # noqa: BLE001 - the last resort: a bug must not fail the build
+        log(f"internal error ({type(exc).__name__}: {exc}); " + (
+            "answering the remaining requests with misses" if not started[0] else "stopping"))
+        if started[0]:
+            return 1
+        return serve_without_disk(proto_fd, None)
 
 
-def _serve(config: Config, proto_fd: int) -> int:
-    from redis_gocache.cache import Cache
-    from redis_gocache.server import Server
-    from redis_gocache.stats import Stats
+def serve_without_disk(proto_fd: int, root: str | None) -> int:
+    """Answer every get with a miss and every put with a path where no file is, until close.
+
+    For a run that has no local directory (none can be made): cmd/go fails a build on an
+    ``Err`` put, and on a put answered without a ``DiskPath``, but takes a ``DiskPath``
+    whose file is missing for an entry it must rebuild (``cache.GetFile`` checks every file
+    it is handed), and it ignores the output files of puts otherwise. The path named is
+    under ``root`` (the directory that could not be made), or ``/nonexistent``.
+    """
+    from redis_gocache import wire
+    from redis_gocache.exceptions import FatalProtocolError, ProtocolError
+    from redis_gocache.handshake import write_all
+
+    where = os.path.join(root or "/nonexistent", "unusable")
+    stream = wire.InputStream(0)
+    try:
+        while True:
+            line = stream.readline()
+            if line is None:
+                return 0
+            try:
+                req = wire.parse_request(line)
+            except FatalProtocolError as exc:
+                log(f"cannot read the request stream: {exc}")
+                return 2
+            except ProtocolError as exc:
+                if exc.request_id is not None:
+                    write_all(proto_fd, wire.error_response(exc.request_id, str(exc)))
+                continue
+            if req.command == wire.CMD_PUT:
+                if req.body_size > 0:
+                    stream.read_body(req, lambda chunk: None)
+                answer = wire.put_response(req.id, os.path.join(where, req.output_id.hex()))
+            elif req.command == wire.CMD_CLOSE:
+                write_all(proto_fd, wire.close_response(req.id))
+                return 0
+            else:
+                answer = wire.miss_response(req.id)
+            write_all(proto_fd, answer)
+    except FatalProtocolError as exc:
+        log(f"cannot read the request stream: {exc}")
+        return 2
+    except OSError:
+        return 0  # cmd/go is gone
+
+
+def _open_local(config: Config) -> DiskStore | None:
+    """The local directory, or the default one when ``--cache-dir`` cannot be used (one line
+    says so), or ``None`` when neither can."""
+    from redis_gocache.config import OPTIONS, default_cache_dir, names
     from redis_gocache.store.disk import DiskStore
     from redis_gocache.store.shared import owner_problem
 
+    opt = next(o for o in OPTIONS if o.name == "cache_dir")
+    tried = []
+    for cache_dir in dict.fromkeys((config.cache_dir, default_cache_dir())):
+        try:
+            os.makedirs(cache_dir, mode=0o700, exist_ok=True)
+            root = local_root(config, cache_dir)
+            # Helpers of two users cannot share a directory: then the next one is tried.
+            problem = owner_problem(cache_dir) or owner_problem(root)
+            if problem is not None:
+                tried.append(f"{cache_dir}: {problem}")
+                continue
+            local = DiskStore(root).open().join()  # each level 0700
+        except (OSError, LocalStoreError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            tried.append(f"{cache_dir}: {reason}")
+            continue
+        if tried:
+            log(f"{names(opt)}: cannot use {tried[0]}; using {cache_dir} instead")
+        return local
+    log(f"{names(opt)}: no local directory can be made ({'; '.join(tried)}); answering every "
+        "get with a miss and storing nothing this run")
+    return None
+
+
+def _serve(config: Config, proto_fd: int, *, quiet_local_only: bool = False,
+           started: list[bool] | None = None) -> int:
+    from redis_gocache.cache import Cache
+    from redis_gocache.server import Server
+    from redis_gocache.stats import Stats
+
     stats = Stats()
+    local = _open_local(config)
+    if local is None:
+        return serve_without_disk(proto_fd, config.cache_dir)
+    if local.root != local_root(config):
+        config = config.replace(cache_dir=os.path.dirname(local.root))
     try:
-        os.makedirs(config.cache_dir, mode=0o700, exist_ok=True)
-        root = local_root(config)
-        # Helpers of two users cannot share a directory: say so once, before any answer.
-        problem = owner_problem(config.cache_dir) or owner_problem(root)
-        if problem is not None:
-            log(problem)
-            return 1
-        local = DiskStore(root).open().join()  # each level 0700
-    except (OSError, LocalStoreError) as exc:
-        log(f"cannot use the local cache directory: {exc}")
-        return 1
-    try:
-        remote = _make_remote(config, stats)
+        remote = _make_remote(config, stats, quiet_local_only)
     except ConfigError as exc:
         log(str(exc))
         remote = None
@@ -102,6 +193,8 @@ def _serve(config: Config, proto_fd: int) -> int:
 
     server = Server(cache, in_fd=0, out_fd=proto_fd, stats=stats, log=log,
                     workers=config.workers, on_drained=report, answers=kept)
+    if started is not None:
+        started[0] = True
     status = server.serve()
     # cmd/go has its answers and its stdout is closed; the rest is housekeeping.
     local.flush_marks()  # before the trim below goes by them
@@ -169,9 +262,10 @@ def _make_spill(config: Config) -> SpillDir | None:
     return SpillDir(config.spill_dir, log=log)
 
 
-def _make_remote(config: Config, stats: Stats) -> Remote | None:
+def _make_remote(config: Config, stats: Stats, quiet: bool = False) -> Remote | None:
     if not config.redis_url:
-        log(f"no REDIS_URL configured; caching on local disk only ({config.cache_dir})")
+        if not quiet:  # else a setting's line has said why
+            log(f"no REDIS_URL configured; caching on local disk only ({config.cache_dir})")
         return None
     from redis_gocache.config import redact_url
     from redis_gocache.remote import Breaker, Remote

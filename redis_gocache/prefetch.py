@@ -110,6 +110,12 @@ class Prefetcher:
         return self
 
     def _run(self) -> None:
+        try:
+            self._start_batches()
+        except Exception as exc:  # noqa: BLE001 - a prefetch is an optimisation, never a failure
+            self._log(f"prefetch stopped: {type(exc).__name__}: {exc}")
+
+    def _start_batches(self) -> None:
         data = self._remote.read_manifest(self._tag)
         if not data or self._stopped.is_set():
             return

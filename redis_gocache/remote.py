@@ -187,6 +187,12 @@ class Remote:
                 if self._breaker is not None:
                     self._breaker.trip()
 
+    def _unexpected(self, exc: Exception) -> None:
+        """The last resort for an exception that is none of ours (a bug, or a client library
+        surprised by what it was sent): Redis is switched off for the run, with one line."""
+        self._failed(RemoteMisconfigured(f"unexpected {type(exc).__name__}: {exc}"),
+                     writing=False)
+
     def get(self, action_id: bytes, sink: Sink, pending: Pending | None = None) -> Entry | None:
         """The remote entry (body streamed into ``sink``), or ``None`` for any kind of miss.
         A rejected entry raises :class:`RejectedEntry` so the caller can discard the body.
@@ -202,6 +208,10 @@ class Remote:
         except RemoteError as exc:
             self.stats.add(get_errors=1)
             self._failed(exc, writing=False)
+            return None
+        except Exception as exc:  # noqa: BLE001 - see _unexpected
+            self.stats.add(get_errors=1)
+            self._unexpected(exc)
             return None
         finally:
             self.stats.add(remote_wait_seconds=time.perf_counter() - start)
@@ -220,6 +230,10 @@ class Remote:
         except RemoteError as exc:
             self.stats.add(get_errors=1)
             self._failed(exc, writing=False)
+            return [None] * len(action_ids)
+        except Exception as exc:  # noqa: BLE001 - see _unexpected
+            self.stats.add(get_errors=1)
+            self._unexpected(exc)
             return [None] * len(action_ids)
         finally:
             self.stats.add(remote_wait_seconds=time.perf_counter() - start)
@@ -240,6 +254,10 @@ class Remote:
             # The local file went away (a trim, a rm -rf): nothing to upload.
             self.stats.add(upload_errors=1)
             return
+        except Exception as exc:  # noqa: BLE001 - see _unexpected
+            self.stats.add(upload_errors=1)
+            self._unexpected(exc)
+            return
         finally:
             self.stats.add(remote_wait_seconds=time.perf_counter() - start)
         self._ok()
@@ -254,6 +272,9 @@ class Remote:
         except RemoteError as exc:
             self._failed(exc, writing=True)
             return False
+        except Exception as exc:  # noqa: BLE001 - see _unexpected
+            self._unexpected(exc)
+            return False
         self.stats.add(refreshed=len(items))
         return True
 
@@ -266,6 +287,9 @@ class Remote:
         except RemoteError as exc:
             self._failed(exc, writing=False)
             return None
+        except Exception as exc:  # noqa: BLE001 - see _unexpected
+            self._unexpected(exc)
+            return None
         self._ok()
         return data
 
@@ -277,6 +301,9 @@ class Remote:
             self.store.write_manifest(tag, action_ids)
         except RemoteError as exc:
             self._failed(exc, writing=True)
+            return False
+        except Exception as exc:  # noqa: BLE001 - see _unexpected
+            self._unexpected(exc)
             return False
         return True
 

@@ -66,6 +66,7 @@ class Server:
         self._out_fd = out_fd
         self._write_lock = allocate_lock()
         self._broken = False
+        self._internal_errors = 0
         self._workers = workers
         self._on_drained = on_drained
         # Answers kept from the last run of this go command (redis_gocache.answers).
@@ -258,7 +259,10 @@ class Server:
         try:
             hit = self.cache.get_remote(req.action_id)
         except Exception as exc:  # noqa: BLE001 - a bug here must cost a miss, not the build
-            self._log(f"request {req.id}: internal error, answering miss: {exc!r}")
+            self._internal_errors += 1
+            if self._internal_errors == 1:  # once: the next ones are most likely the same
+                self._log(f"request {req.id}: internal error, answering miss (and the same "
+                          f"for any more): {exc!r}")
             self.stats.add(get_errors=1)
             hit = None
         finally:

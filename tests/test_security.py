@@ -81,7 +81,8 @@ def test_password_not_in_bad_flag_messages(tmp_path: Path) -> None:
                  ["--redis-url", f"redis://:{SECRET}@h/0", "--timeout", "-1"]):
         out = subprocess.run([*helper_command(), *args], env=helper_env(tmp_path),
                              capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
-        assert out.returncode == 2, out
+        # A bad setting never fails the build: the helper serves (stdin is at its end).
+        assert out.returncode == 0, out
         assert out.stderr.strip() and SECRET[:8] not in out.stderr + out.stdout, out.stderr
 
 

@@ -24,6 +24,7 @@ import sys
 from redis_gocache.exceptions import (
     PermissionDenied,
     RemoteError,
+    RemoteMisconfigured,
     RemoteOutOfMemory,
     RemoteUnavailable,
 )
@@ -114,6 +115,9 @@ def from_redis_py(exc: BaseException) -> RemoteError | None:
         # redis-py cuts the code it knows off the message; put it back, as the reply read.
         return from_reply(text if text.startswith(f"{code} ") or text == code
                           else f"{code} {text}")
+    if isinstance(exc, rex.InvalidResponse):
+        # Something answers, but not Redis (an HTTP server on the port, say).
+        return RemoteMisconfigured(f"the server does not speak Redis ({text})")
     if isinstance(exc, (rex.ConnectionError, rex.TimeoutError)):
         return _unavailable(exc)
     # RedisClusterException is not a RedisError: a slot no node serves, a pipeline that spans

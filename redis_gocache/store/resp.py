@@ -34,7 +34,7 @@ except ImportError:  # the optional C accelerator: without it redis-py serves th
 else:
     HIREDIS = True
 
-from redis_gocache.exceptions import RemoteError, RemoteUnavailable
+from redis_gocache.exceptions import RemoteError, RemoteMisconfigured, RemoteUnavailable
 from redis_gocache.store.errors import from_reply
 
 TYPE_CHECKING = False  # not typing's: see redis_gocache.config
@@ -299,6 +299,11 @@ class LightClient:
                         conn is not None and conn.delivered):
                     raise RemoteUnavailable(f"{type(exc).__name__}: {exc}") from None
                 continue
+            except hiredis.ProtocolError as exc:
+                if conn is not None:
+                    conn.close()
+                # Something answers on that port, but not Redis (an HTTP server, say).
+                raise RemoteMisconfigured(f"the server does not speak Redis ({exc})") from None
             except BaseException:
                 if conn is not None:
                     conn.close()  # in an unknown state: never reuse it
