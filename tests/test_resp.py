@@ -150,7 +150,7 @@ def test_an_error_reply_is_a_remote_error(db5: redis.Redis, reads: LightClient) 
 
 def test_wrong_password_is_unavailable(server: RedisServer, admin: redis.Redis) -> None:
     client = LightClient(Address(host="127.0.0.1", port=server.port, password="wrong"), 1.0)
-    with pytest.raises(RemoteUnavailable, match="refused the connection"):
+    with pytest.raises(RemoteUnavailable, match="refused the credentials: WRONGPASS"):
         client.get("k")
 
 

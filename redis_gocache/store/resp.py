@@ -163,8 +163,12 @@ class _Connection:
             for reply in replies:
                 if isinstance(reply, hiredis.ReplyError):
                     self.close()
-                    # Wrong credentials are as good as down, as on the redis-py path.
-                    raise RemoteUnavailable(f"Redis refused the connection: {reply}")
+                    # Wrong credentials are as good as down, as on the redis-py path;
+                    # the error table says which (NOAUTH, WRONGPASS, ...).
+                    exc = _reply_error(reply)
+                    if not isinstance(exc, RemoteUnavailable):
+                        exc = RemoteUnavailable(f"Redis refused the connection: {exc}")
+                    raise exc
 
     def run(self, commands: Sequence[Sequence[bytes | str]]) -> list[object]:
         """Send ``commands`` in one write and read their replies (error replies included)."""
