@@ -61,20 +61,22 @@ def _click_type(opt: _config.Option) -> Any:
     return _Parsed()
 
 
-def resolve_or_exit(values: dict[str, Any]) -> _config.Config:
-    """Resolve settings for a subcommand; a bad one is a usage error, not a traceback."""
+def resolve_or_exit(values: dict[str, Any],
+                    problems: list[str] | None = None) -> _config.Config:
+    """Resolve settings for a subcommand; a bad one is a usage error, not a traceback (or,
+    with ``problems``, a message there: see :func:`redis_gocache.config.resolve`)."""
     try:
-        return _config.resolve(values)
+        return _config.resolve(values, problems=problems)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
 
 
-def settings(values: dict[str, Any]) -> Config:
+def settings(values: dict[str, Any], problems: list[str] | None = None) -> Config:
     """The group's options overridden by the subcommand's own."""
     ctx = click.get_current_context()
     merged = dict(ctx.obj or {})
     merged.update({k: v for k, v in values.items() if v is not None})
-    return resolve_or_exit(merged)
+    return resolve_or_exit(merged, problems)
 
 
 def fail(message: str) -> None:
@@ -196,8 +198,11 @@ def doctor(as_json: bool, **values: Any) -> None:
     from redis_gocache.ops.common import scrub
     from redis_gocache.ops.doctor import FAIL, render, run_checks
 
-    config = settings(values)
-    checks = run_checks(config)
+    # Every unusable setting is a failed check with its fix, not a usage error: doctor is
+    # what to run when the helper has said a setting is wrong.
+    problems: list[str] = []
+    config = settings(values, problems)
+    checks = run_checks(config, problems=problems)
     if as_json:
         click.echo(json.dumps([dataclasses.asdict(c) for c in checks], indent=2))
     else:

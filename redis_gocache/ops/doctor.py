@@ -14,7 +14,7 @@ import re
 import shutil
 import statistics
 import subprocess
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from redis_gocache.config import Config
@@ -73,10 +73,13 @@ def _run(argv: list[str], env: Mapping[str, str]) -> str:
 
 
 def run_checks(config: Config, env: Mapping[str, str] | None = None,
-               cwd: str | None = None, run: Runner = _run) -> list[Check]:
-    """Every check, in order; messages already scrubbed of secrets."""
+               cwd: str | None = None, run: Runner = _run,
+               problems: Sequence[str] = ()) -> list[Check]:
+    """Every check, in order; messages already scrubbed of secrets. ``problems``: the
+    settings that could not be used (:func:`redis_gocache.config.resolve`), each a failure."""
     env = dict(os.environ if env is None else env)
-    checks = list(redis_checks(config))
+    checks = [setting_check(problem) for problem in problems]
+    checks += redis_checks(config)
     checks += local_checks(config)
     checks += go_checks(env, run)
     checks.append(path_check(config, env, cwd or os.getcwd(), checks))
@@ -84,11 +87,51 @@ def run_checks(config: Config, env: Mapping[str, str] | None = None,
             for c in checks]
 
 
+# -- settings ------------------------------------------------------------------------------
+
+_FORMATS = {
+    "URL": "redis://[user:password@]host:port/db, rediss://... (TLS), unix:///path/redis.sock, "
+           "redis+cluster://host:port,... or redis+sentinel://host:port/service",
+    "DURATION": "seconds, or a number with s/m/h/d/w (90s, 30m, 12h, 7d, 2w)",
+    "BYTES": "bytes, or a number with K/M/G (65536, 64K, 1G)",
+    "SECONDS": "a positive number of seconds (0.5, 30)",
+    "N": "a whole number (workers: at least 1)",
+    "FILE": "a readable file",
+    "FILE[,FILE...]": "readable key files, comma-separated",
+    "DIR": "a directory the runner's user can create and write",
+    "TEXT": "text without { or }",
+}
+
+
+def setting_check(problem: str) -> Check:
+    """A failed check for a setting the helper could not use, with what to set instead."""
+    from redis_gocache.config import OPTIONS
+
+    name = problem.partition(" ")[0]
+    opt = next((o for o in OPTIONS if o.envvar == name), None)
+    if opt is None:
+        return Check("setting", FAIL, problem)
+    if opt.name == "cache_dir":
+        wanted = _FORMATS["DIR"]
+    elif opt.is_flag:
+        wanted = "1/true/yes/on or 0/false/no/off"
+    else:
+        wanted = _FORMATS.get(opt.metavar, "a valid value")
+    return Check(f"setting {opt.envvar}", FAIL, problem,
+                 f"set {opt.envvar} (or {opt.flags[-1]}) to {wanted}, or unset it")
+
+
 # -- Redis ---------------------------------------------------------------------------------
 
 
 def _explain(exc: RemoteError) -> str:
     text = str(exc)
+    if "does not speak Redis" in text:
+        return ("something other than Redis answers on that port: check the host and port "
+                "(Redis listens on 6379 unless told otherwise)")
+    if "NOPERM" in text:
+        return ("the ACL user may not run this command: give it +@read +@connection on "
+                "~<prefix>* (writers also +@write +@keyspace +@transaction; docs/security.md)")
     if "AuthenticationError" in text or "WRONGPASS" in text or "NOAUTH" in text:
         return ("the server refused the credentials: check the URL's user, REDIS_PASSWORD or "
                 "REDIS_PASSWORD_FILE")

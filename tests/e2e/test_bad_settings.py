@@ -15,6 +15,7 @@ directory can be made at all.
 from __future__ import annotations
 
 import http.server
+import os
 import shutil
 import subprocess
 import threading
@@ -203,3 +204,25 @@ def test_unknown_url_option_does_not_reach_redis_py() -> None:
     assert cfg.redis_url is None
     assert problems and problems[0].startswith("REDIS_URL (--redis-url): unknown Redis URL "
                                                "option 'foo'")
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_doctor_fails_each_with_its_fix(case: str, servers: Servers, tmp_path: Path) -> None:
+    """``doctor`` reports every case of the matrix as a failed check with a hint."""
+    import json
+
+    env, flags, want = bad_settings(servers, tmp_path)[case]
+    run_env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "GO"))}
+    run_env.update(REDIS_GOCACHE_DIR=str(tmp_path / "helper"), XDG_CACHE_HOME=str(tmp_path))
+    run_env.update(env)
+    proc = subprocess.run([*helper_command(), "doctor", "--json", *flags], env=run_env,
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    if flags:  # a bad flag typed on doctor's own command line is a usage error, as anywhere
+        assert proc.returncode == 2 and flags[0] in proc.stderr, proc.stderr
+        return
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr and SECRET[:8] not in proc.stdout + proc.stderr
+    failed = [c for c in json.loads(proc.stdout) if c["status"] == "fail"]
+    assert failed and all(c["hint"] for c in failed), failed
+    if want.isupper():  # a setting: its own check names it
+        assert any(want in c["name"] or want in c["hint"] for c in failed), failed
