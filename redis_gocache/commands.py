@@ -1,14 +1,14 @@
 """The click command tree, all of it: the group (the helper itself, run with no command), the
-operator commands ``stats``, ``doctor``, ``trim``, ``flush``, ``exporter``, ``keygen`` and
-``normalize-mtimes``.
+operator commands ``stats``, ``doctor``, ``config``, ``trim``, ``clear``, ``zero``,
+``flush``, ``exporter``, ``keygen`` and ``normalize-mtimes``.
 
 :mod:`redis_gocache.cli` imports this module only when the command line is not the helper's
 (``--help``, ``--version``, a subcommand, a bad option): the helper's path never loads click.
 The work is done in :mod:`redis_gocache.ops`, :mod:`redis_gocache.signing` and
 :mod:`redis_gocache.mtimes`; here are
-options, output and exit statuses. Every command takes the helper's settings too
-(``--redis-url``, ``--prefix``, ...; each with its environment variable), so one job
-environment serves the helper and the commands alike.
+options, output and exit statuses. Every command reads the helper's settings from the
+environment, so one job environment serves the helper and the commands alike, and offers as
+options only the settings it uses (:func:`setting_options`).
 """
 
 from __future__ import annotations
@@ -30,16 +30,34 @@ F = TypeVar("F", bound=Callable[..., Any])
 EXIT_FAILED = 1
 
 
-def helper_options(func: F) -> F:
-    """Decorate a click command with every option of the settings table."""
-    for opt in reversed(_config.OPTIONS):
-        if opt.is_flag:
-            func = click.option(*opt.flags, opt.name, is_flag=True, default=None,
-                                help=f"{opt.help} [env: {opt.envvar}]")(func)
-        else:
-            func = click.option(*opt.flags, opt.name, default=None, metavar=opt.metavar,
-                                type=_click_type(opt), help=f"{opt.help} [env: {opt.envvar}]")(func)
-    return func
+def setting_options(*names: str, **helps: str) -> Callable[[F], F]:
+    """Decorate a click command with the settings ``names`` of the settings table (all of
+    them when none is named); ``helps`` replaces a setting's help text for this command."""
+    chosen = [opt for opt in _config.OPTIONS if not names or opt.name in names]
+
+    def decorate(func: F) -> F:
+        for opt in reversed(chosen):
+            text = f"{helps.get(opt.name, opt.help)} [env: {opt.envvar}]"
+            if opt.is_flag:
+                func = click.option(*opt.flags, opt.name, is_flag=True, default=None,
+                                    help=text)(func)
+            else:
+                func = click.option(*opt.flags, opt.name, default=None, metavar=opt.metavar,
+                                    type=_click_type(opt), help=text)(func)
+        return func
+
+    return decorate
+
+
+helper_options = setting_options()
+"""Every setting: the group (the helper itself), ``doctor`` and ``config``."""
+
+REDIS_SETTINGS = ("redis_url", "prefix", "timeout", "retries", "tls_ca", "tls_cert", "tls_key",
+                  "password_file")
+"""The settings a command that talks to Redis uses."""
+
+_URL_KINDS = ("redis://, rediss:// (TLS), unix://, redis+cluster://host:port[,host:port] or "
+              "redis+sentinel://host:port[,host:port]/service[/db]")
 
 
 def _click_type(opt: _config.Option) -> Any:
@@ -94,9 +112,27 @@ def redis_errors(config: Config, doing: str) -> Iterator[None]:
         yield
     except RemoteError as exc:
         where = redact_url(config.redis_url or "")
-        fail(scrub(f"cannot {doing} at {where}: {exc}", config))
+        fail(scrub(f"cannot {doing} at {where}: {_plainly(exc)}", config))
     except ConfigError as exc:
         raise click.UsageError(scrub(str(exc), config)) from None
+
+
+_AUTH_HINTS = {
+    "NOAUTH": "Redis wants a password and none was given: put it in the URL "
+              "(redis://:PASSWORD@host:port/0), in a file named by --password-file "
+              "(REDIS_PASSWORD_FILE), or in REDIS_PASSWORD",
+    "WRONGPASS": "Redis refused the user name or password: check the URL's user and "
+                 "password, --password-file (REDIS_PASSWORD_FILE) or REDIS_PASSWORD",
+    "NOPERM": "the Redis user may not run this command (its ACL rules; docs/security.md)",
+}
+
+
+def _plainly(exc: RemoteError) -> str:
+    """A Redis error as a person should read it: missing or wrong credentials said plainly."""
+    for code, hint in _AUTH_HINTS.items():
+        if exc.code == code or str(exc).startswith(f"{code} ") or f": {code} " in str(exc):
+            return hint
+    return str(exc)
 
 
 class _Bar:
@@ -147,20 +183,44 @@ def _converter(parse: Callable[[str], Any]) -> Callable[[Any], Any]:
               help="Show this namespace (repeatable) [default: --prefix].")
 @click.option("--all", "all_namespaces", is_flag=True,
               help="Show every namespace found in the database.")
-@helper_options
+@setting_options(*REDIS_SETTINGS, "cache_dir", "trim_max_size",
+                 redis_url=f"Redis URL: {_URL_KINDS}. Unset: only the local directory is shown.",
+                 cache_dir="The local directory whose size and entries are shown "
+                           "[default: $XDG_CACHE_HOME/redis-gocache]",
+                 trim_max_size="The local size limit shown beside the local directory's size "
+                               "(see `trim`) [default: no limit]")
 def stats(as_json: bool, prometheus: bool, exact: bool, sample: int | None, days: int,
           namespaces: tuple[str, ...], all_namespaces: bool, **values: Any) -> None:
-    """Hit rate, bytes and Redis memory per namespace.
+    """Hit rate, bytes and Redis memory per namespace; the local directory's size.
 
     Counters are what helpers reported at the end of their runs; key counts and memory are
-    estimated from a sample of keys unless --exact.
+    estimated from a sample of keys unless --exact. The local directory's size and entries
+    are shown beside its limit, --trim-max-size (as `ccache -s` and `ccache -M`).
     """
     from redis_gocache.ops.common import open_store, translated
-    from redis_gocache.ops.stats_cmd import DEFAULT_SAMPLE, gather, render_prometheus, render_text
+    from redis_gocache.ops.stats_cmd import (
+        DEFAULT_SAMPLE,
+        gather,
+        local_data,
+        render_local,
+        render_prometheus,
+        render_text,
+    )
 
     if as_json and prometheus:
         raise click.UsageError("--json and --prometheus do not mix")
     config = settings(values)
+    local = local_data(config.cache_dir, config.trim_max_size)
+    if not config.redis_url:
+        data: dict[str, Any] = {"local": local}
+        if as_json:
+            click.echo(json.dumps(data, indent=2, sort_keys=True))
+        elif prometheus:
+            click.echo(render_prometheus(data), nl=False)
+        else:
+            click.echo(render_local(local) + "no Redis URL (REDIS_URL, --redis-url): "
+                       "nothing shared to show")
+        return
     with redis_errors(config, "read statistics"):
         store = open_store(config)
         try:
@@ -176,12 +236,13 @@ def stats(as_json: bool, prometheus: bool, exact: bool, sample: int | None, days
                               exact=exact, days=days, progress=step)
         finally:
             store.close()
+    data["local"] = local
     if as_json:
         click.echo(json.dumps(data, indent=2, sort_keys=True))
     elif prometheus:
         click.echo(render_prometheus(data), nl=False)
     else:
-        click.echo(render_text(data), nl=False)
+        click.echo(render_local(local) + "\n" + render_text(data), nl=False)
 
 
 # -- doctor -------------------------------------------------------------------------------
@@ -228,7 +289,7 @@ def doctor(as_json: bool, **values: Any) -> None:
 @click.option("--spill", is_flag=True,
               help="Trim the shared spill directory (--spill-dir) instead: remove files no "
                    "runner referenced for --max-age [default: --ttl].")
-@helper_options
+@setting_options("cache_dir", "trim_max_age", "trim_max_size", "spill_dir", "ttl")
 def trim(max_age: str | None, max_size: str | None, dry_run: bool, as_json: bool,
          spill: bool, **values: Any) -> None:
     """Remove old local files (never one used within the last hour)."""
@@ -281,7 +342,8 @@ def trim(max_age: str | None, max_size: str | None, dry_run: bool, as_json: bool
 @click.command()
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
-@helper_options
+@setting_options(*REDIS_SETTINGS, redis_url=f"Redis URL: {_URL_KINDS} [required]",
+                 prefix=f"The namespace to delete [default: {_config.DEFAULT_PREFIX}]")
 def flush(yes: bool, dry_run: bool, **values: Any) -> None:
     """Delete every Redis key of one namespace (--prefix).
 
@@ -386,7 +448,7 @@ def normalize_mtimes(directory: str, verbose: bool, no_git: bool) -> None:
               help="Per-day counters to export, today first.")
 @click.option("--namespace", "namespaces", multiple=True, metavar="PREFIX",
               help="Export this namespace (repeatable) [default: --prefix].")
-@helper_options
+@setting_options(*REDIS_SETTINGS, redis_url=f"Redis URL: {_URL_KINDS} [required]")
 def exporter(listen: str, days: int, namespaces: tuple[str, ...], **values: Any) -> None:
     """Serve the fleet counters as Prometheus metrics.
 
@@ -426,7 +488,93 @@ def exporter(listen: str, days: int, namespaces: tuple[str, ...], **values: Any)
         store.close()
 
 
-COMMANDS = (stats, doctor, trim, flush, exporter, keygen, normalize_mtimes)
+# -- config, clear, zero ------------------------------------------------------------------
+
+
+@click.command("config")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@setting_options()
+def show_config(as_json: bool, **values: Any) -> None:
+    """Print the effective settings and where each comes from (flag, variable, default).
+
+    As the helper would resolve them in this environment (like `ccache -p`); passwords are
+    shown as ***. A setting the helper could not use is marked, with what it does instead.
+    """
+    import os
+
+    from redis_gocache.ops.show_config import effective, render
+
+    problems: list[str] = []
+    config = settings(values, problems)
+    ctx = click.get_current_context()
+    given = {**(ctx.obj or {}), **{k: v for k, v in values.items() if v is not None}}
+    rows = effective(config, _config.sources(given), problems, os.environ)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        click.echo(render(rows), nl=False)
+
+
+@click.command()
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--dry-run", is_flag=True, help="Count what would be removed; remove nothing.")
+@setting_options("cache_dir")
+def clear(yes: bool, dry_run: bool, **values: Any) -> None:
+    """Empty the local directory (as `ccache -C`): every output, action record and kept
+    answer, of every trust level. Redis is not touched (see `flush`); counters stay (see
+    `zero`). Run it when no build is running on this runner.
+    """
+    from redis_gocache.ops.common import human_bytes
+    from redis_gocache.ops.local import clear as clearing
+
+    config = settings(values)
+    files, size = clearing(config.cache_dir, dry_run=True)
+    summary = f"{files} files ({human_bytes(size)}) in {config.cache_dir}"
+    if not files:
+        click.echo(f"the local directory {config.cache_dir} holds no cache files")
+        return
+    if dry_run:
+        click.echo(f"would remove {summary}")
+        return
+    if not yes:
+        click.confirm(f"Remove {summary}?", abort=True, err=True)
+    clearing(config.cache_dir)
+    click.echo(f"removed {summary}")
+
+
+@click.command()
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--dry-run", is_flag=True, help="Count what would be zeroed; change nothing.")
+@setting_options("cache_dir", "stats_file")
+def zero(yes: bool, dry_run: bool, **values: Any) -> None:
+    """Zero this runner's counters (as `ccache -z`): the runs waiting in the local spool to
+    be added to the fleet statistics are dropped, and the --stats-file is emptied. The
+    fleet statistics in Redis are not touched (`flush` deletes a namespace's).
+    """
+    from redis_gocache.ops.local import counter_files
+    from redis_gocache.ops.local import zero as zeroing
+
+    config = settings(values)
+    paths = counter_files(config.cache_dir, config.stats_file)
+    runs = sum(1 for p in paths if p != config.stats_file)
+    stats_file = config.stats_file if config.stats_file in paths else None
+    summary = f"{runs} spooled runs under {config.cache_dir}" + (
+        f" and the stats file {stats_file}" if stats_file else "")
+    if not paths:
+        click.echo(f"no counters to zero under {config.cache_dir}"
+                   + (f" or in {config.stats_file}" if config.stats_file else ""))
+        return
+    if dry_run:
+        click.echo(f"would zero {summary}")
+        return
+    if not yes:
+        click.confirm(f"Zero {summary}?", abort=True, err=True)
+    zeroing(paths)
+    click.echo(f"zeroed {summary}")
+
+
+COMMANDS = (stats, doctor, show_config, trim, clear, zero, flush, exporter, keygen,
+            normalize_mtimes)
 """The subcommands, in the order ``--help`` lists them (click sorts them by name)."""
 
 

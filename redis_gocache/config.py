@@ -505,6 +505,23 @@ def resolve(values: Mapping[str, Any], env: Mapping[str, str] | None = None,
     return Config(**kwargs)
 
 
+def sources(values: Mapping[str, Any], env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Where each setting's value comes from, by the precedence :func:`resolve` applies:
+    ``flag``, its environment variable's name, or ``default``; plus ``password``: the URL,
+    the password file, ``REDIS_PASSWORD`` or ``none``."""
+    env = os.environ if env is None else env
+    found: dict[str, str] = {}
+    for opt in OPTIONS:
+        value = values.get(opt.name)
+        if value is not None and not (opt.is_flag and value is False):
+            found[opt.name] = "flag"
+        elif env.get(opt.envvar) not in (None, "") or (opt.is_flag and opt.envvar in env):
+            found[opt.name] = opt.envvar
+        else:
+            found[opt.name] = "default"
+    return found
+
+
 def _password(password_file: str | None, env: Mapping[str, str]) -> str | None:
     if password_file:
         try:

@@ -10,6 +10,7 @@ visited keys are a fair sample of every namespace at once. ``exact`` walks every
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -171,6 +172,38 @@ def hit_rate(counts: Mapping[str, int]) -> float | None:
 # -- rendering ---------------------------------------------------------------------------
 
 
+def local_data(cache_dir: str, limit: int) -> dict[str, Any]:
+    """The local directory's part of ``stats``: per trust level, outputs, bytes and action
+    records, and the local size limit (``--trim-max-size``; 0: none)."""
+    from redis_gocache.ops.local import usage
+
+    levels = usage(cache_dir)
+    return {
+        "dir": cache_dir,
+        "limit_bytes": limit,
+        "bytes": sum(u.bytes for u in levels),
+        "outputs": sum(u.outputs for u in levels),
+        "actions": sum(u.actions for u in levels),
+        "levels": {os.path.basename(u.root): {"bytes": u.bytes, "outputs": u.outputs,
+                                              "actions": u.actions} for u in levels},
+    }
+
+
+def render_local(local: Mapping[str, Any]) -> str:
+    """The local directory's lines of ``stats``."""
+    from redis_gocache.ops.common import human_bytes as hb
+
+    limit = local["limit_bytes"]
+    cap = (f"{hb(limit)} limit (--trim-max-size), {local['bytes'] / limit:.0%} used" if limit
+           else "no size limit (--trim-max-size)")
+    lines = [f"local directory {local['dir']}: {hb(local['bytes'])} in {local['outputs']} "
+             f"outputs, {local['actions']} action records; {cap}"]
+    for name, use in local["levels"].items():
+        lines.append(f"  {name}: {hb(use['bytes'])} in {use['outputs']} outputs, "
+                     f"{use['actions']} action records")
+    return "\n".join(lines) + "\n"
+
+
 def render_text(data: Mapping[str, Any]) -> str:
     from redis_gocache.ops.common import human_bytes as hb
 
@@ -276,7 +309,7 @@ def render_prometheus(data: Mapping[str, Any]) -> str:
             out.append(f"{full}{{{text}}} {_number(value)}" if text
                        else f"{full} {_number(value)}")
 
-    spaces: Mapping[str, Any] = data["namespaces"]
+    spaces: Mapping[str, Any] = data.get("namespaces", {})
 
     def per_ns(field: str) -> list[tuple[Mapping[str, str], float]]:
         return [({"namespace": p}, ns["totals"].get(field, 0)) for p, ns in spaces.items()]
@@ -302,9 +335,19 @@ def render_prometheus(data: Mapping[str, Any]) -> str:
     family("memory_bytes", "gauge", "Redis MEMORY USAGE by kind (estimated unless keys_exact)",
            [({"namespace": p, "kind": k}, v) for p, ns in spaces.items()
             for k, v in ns["memory_bytes"].items()])
-    family("keys_exact", "gauge", "1 if key counts were counted, 0 if estimated from a sample",
-           [({}, 1 if data["keys_exact"] else 0)])
-    server = data["server"]
+    if "keys_exact" in data:
+        family("keys_exact", "gauge",
+               "1 if key counts were counted, 0 if estimated from a sample",
+               [({}, 1 if data["keys_exact"] else 0)])
+    local = data.get("local")
+    if local:
+        family("local_bytes", "gauge", "Bytes of outputs in this runner's local directory",
+               [({"level": n}, u["bytes"]) for n, u in local["levels"].items()])
+        family("local_outputs", "gauge", "Output files in this runner's local directory",
+               [({"level": n}, u["outputs"]) for n, u in local["levels"].items()])
+        family("local_limit_bytes", "gauge", "The local size limit, --trim-max-size (0: none)",
+               [({}, local["limit_bytes"])])
+    server = data.get("server")
     if server:
         family("redis_used_memory_bytes", "gauge", "Redis used_memory",
                [({}, server.get("used_memory", 0))])
