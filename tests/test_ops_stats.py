@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import redis
 from click.testing import CliRunner, Result
@@ -112,14 +113,15 @@ def test_prometheus_output_parses(redis_server: RedisServer, redis_client: redis
 
 
 def test_empty_namespace_and_bad_flags(redis_server: RedisServer,
-                                       redis_client: redis.Redis) -> None:
+                                       redis_client: redis.Redis, tmp_path: Path) -> None:
     res = invoke("stats", "--redis-url", redis_server.url)
     assert res.exit_code == 0, res.output
     assert "no fleet statistics yet" in res.output
     res = invoke("stats", "--json", "--prometheus", "--redis-url", redis_server.url)
     assert res.exit_code == 2
-    res = invoke("stats")
-    assert res.exit_code == 2 and "REDIS_URL" in res.output
+    # Without Redis, stats shows the local directory and says there is nothing shared.
+    res = invoke("stats", "--cache-dir", str(tmp_path))
+    assert res.exit_code == 0 and "no Redis URL (REDIS_URL, --redis-url)" in res.output
 
 
 def test_unreachable_or_wrong_password_is_one_line(tmp_path: object) -> None:

@@ -96,7 +96,7 @@ def counter_files(cache_dir: str, stats_file: str | None) -> list[str]:
         if name.startswith(SPOOL_PREFIX):
             spool = os.path.join(cache_dir, name)
             paths += [e.path for e in _files(spool) if e.name.startswith("run-")]
-    if stats_file and os.path.isfile(stats_file):
+    if stats_file and os.path.isfile(stats_file) and os.path.getsize(stats_file):
         paths.append(stats_file)
     return paths
 
