@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from redis_gocache.config import OPTIONS, Config, redact_url
+from redis_gocache.ops.common import human_bytes
 
 
 def _text(value: Any) -> str:
@@ -44,6 +45,8 @@ def effective(config: Config, sources: Mapping[str, str], problems: Sequence[str
             value = _duration(value)
         elif opt.name == "trim_max_size" and not value:
             value = "0 (no limit)"
+        elif opt.metavar == "BYTES" and isinstance(value, int) and value >= 1024:
+            value = f"{value} ({human_bytes(value)})"
         problem = next((p for p in problems if p.startswith(f"{opt.envvar} ")), "")
         rows.append({"setting": opt.flags[-1], "variable": opt.envvar, "value": _text(value),
                      "source": sources[opt.name], "problem": problem})
