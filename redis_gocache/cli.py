@@ -42,7 +42,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     if values is not None:
         from redis_gocache.helper import run_helper
 
-        sys.exit(run_helper(_config.resolve(values, problems=problems), proto_fd, problems))
+        try:
+            cfg = _config.resolve(values, problems=problems)
+        except Exception as exc:  # noqa: BLE001 - the last resort: a bug must not fail a build
+            # The type only: the message of an unexpected error could quote a setting's value.
+            problems.append(f"cannot resolve the settings ({type(exc).__name__}); running "
+                            f"with the defaults, {_config.LOCAL_ONLY}")
+            cfg = _config.Config()
+        sys.exit(run_helper(cfg, proto_fd, problems))
     build_cli()(args=args, prog_name="redis-gocache")
 
 

@@ -126,3 +126,36 @@ def test_readme_documents_every_option() -> None:
                     if line.startswith(f"| `{opt.flags[0]}`")), None)
         assert row is not None, f"README has no row for {opt.flags[0]}"
         assert f"`{opt.envvar}`" in row
+
+
+LAST_RESORT = """
+import redis_gocache.answers
+def boom(*args):
+    raise RuntimeError("boom")
+redis_gocache.answers.load = boom  # a bug before the first answer
+from redis_gocache.cli import main
+main([])
+"""
+
+
+def test_an_unexpected_error_is_one_line_and_misses(tmp_path: Path) -> None:
+    import base64
+    import hashlib
+    import json
+
+    body = b"abc"
+    aid = base64.b64encode(hashlib.sha256(b"a").digest()).decode()
+    oid = base64.b64encode(hashlib.sha256(body).digest()).decode()
+    stdin = (f'{{"ID":1,"Command":"get","ActionID":"{aid}"}}\n'
+             f'{{"ID":2,"Command":"put","ActionID":"{aid}","OutputID":"{oid}","BodySize":3}}\n'
+             f'"{base64.b64encode(body).decode()}"\n').encode() + CLOSE.replace(b"1", b"3")
+    out = run(["-c", LAST_RESORT], stdin=stdin, env={"REDIS_GOCACHE_DIR": str(tmp_path),
+                                                     "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr
+    assert b"Traceback" not in out.stderr
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    nowhere = f"/nonexistent/unusable/{hashlib.sha256(body).hexdigest()}"
+    assert lines[1:] == [{"ID": 1, "Miss": True}, {"ID": 2, "DiskPath": nowhere}, {"ID": 3}]
+    assert out.stderr.decode().splitlines()[-1] == (
+        "redis-gocache: internal error (RuntimeError: boom); answering the remaining requests "
+        "with misses")
