@@ -38,7 +38,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     # No setting may fail a build: each unusable one is a line on stderr, and the helper
     # runs without it (see config.resolve).
     problems: list[str] = []
-    values = _config.parse_helper_args(args, problems)
+    # Started by cmd/go (no terminal): an unknown option must not fail the build either.
+    values = _config.parse_helper_args(args, problems, ignore_unknown=not _on_terminal())
     if values is not None:
         from redis_gocache.helper import run_helper
 

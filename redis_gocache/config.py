@@ -535,8 +535,12 @@ def _password(password_file: str | None, env: Mapping[str, str]) -> str | None:
     return env.get("REDIS_PASSWORD") or None
 
 
-def parse_helper_args(argv: Sequence[str],
-                      problems: list[str] | None = None) -> dict[str, Any] | None:
+_CLICK_ONLY = ("-h", "--help", "-V", "--version")
+"""Flags that are never the helper's: click answers them."""
+
+
+def parse_helper_args(argv: Sequence[str], problems: list[str] | None = None,
+                      ignore_unknown: bool = False) -> dict[str, Any] | None:
     """Parse the helper's own flags without click.
 
     Returns the flag values, or ``None`` when ``argv`` holds anything else (a subcommand,
@@ -544,6 +548,11 @@ def parse_helper_args(argv: Sequence[str],
     how to explain it. Raises :class:`ConfigError` for a known flag with a bad value, unless
     ``problems`` is given: then the message goes there and the value is :data:`BAD`, which
     :func:`resolve` replaces as it does a bad variable.
+
+    ``ignore_unknown`` (the helper started by cmd/go, with ``problems``): an unknown option is
+    a message in ``problems`` and ignored, with the word after it if that is no option (its
+    value, not named: it could be a password), rather than the usage error that would fail
+    the build.
     """
     values: dict[str, Any] = {}
     i = 0
@@ -552,7 +561,14 @@ def parse_helper_args(argv: Sequence[str],
         name, eq, inline = arg.partition("=")
         opt = _BY_FLAG.get(name)
         if opt is None:
-            return None
+            if (not ignore_unknown or problems is None or not arg.startswith("-")
+                    or name in _CLICK_ONLY):
+                return None
+            problems.append(f"unknown option {name.split()[0][:40]!r} ignored")
+            if not eq and i + 1 < len(argv) and not argv[i + 1].startswith("-"):
+                i += 1  # its value
+            i += 1
+            continue
         if opt.is_flag:
             if eq:
                 return None

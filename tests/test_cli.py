@@ -104,7 +104,14 @@ def test_bad_settings_are_one_line_each_and_the_helper_serves(tmp_path: Path) ->
     assert out.returncode == 0 and out.stdout.endswith(b'{"ID":1}\n')
     assert out.stderr.count(b"\n") == 1 and b"REDIS_URL" in out.stderr
     assert b"local disk only" in out.stderr and b"hunter2" not in out.stderr
-    out = run(["-m", "redis_gocache", "--bogus"])
+    # Started by cmd/go (stdin not a terminal), an unknown option is ignored, said once.
+    out = run(["-m", "redis_gocache", "--bogus", "value", "-v"], stdin=CLOSE, env=env)
+    assert out.returncode == 0 and out.stdout.endswith(b'{"ID":1}\n')
+    assert out.stderr.startswith(b"redis-gocache: unknown option '--bogus' ignored\n")
+    assert b"value" not in out.stderr
+    assert b"1 gets" not in out.stderr and b"0 gets" in out.stderr  # -v was still read
+    # Elsewhere a subcommand's unknown option is click's usage error.
+    out = run(["-m", "redis_gocache", "stats", "--bogus"])
     assert out.returncode == 2 and b"No such option" in out.stderr
 
 

@@ -119,6 +119,7 @@ def bad_settings(s: Servers, tmp: Path) -> dict[str, tuple[dict[str, str], list[
         "ttl-7days": ({"REDIS_URL": good, "REDIS_GOCACHE_TTL": "7days"}, [],
                       "REDIS_GOCACHE_TTL"),
         "ttl-flag": ({"REDIS_URL": good}, ["--ttl", "-3d"], "REDIS_GOCACHE_TTL"),
+        "unknown-flag": ({"REDIS_URL": good}, ["--redis-urll", "x"], "unknown option"),
         "cache-dir-under-a-file": ({"REDIS_URL": good, "REDIS_GOCACHE_DIR": str(afile / "sub")},
                                    [], "REDIS_GOCACHE_DIR"),
     }
@@ -132,7 +133,7 @@ def bad_settings(s: Servers, tmp: Path) -> dict[str, tuple[dict[str, str], list[
 CASES = [
     "url-without-scheme", "url-http", "url-unknown-option", "url-bad-port", "server-is-http",
     "wrong-password", "no-password", "acl-user-without-permissions", "unix-socket-missing",
-    "password-file-missing", "read-only-not-a-boolean", "ttl-7days", "ttl-flag",
+    "password-file-missing", "read-only-not-a-boolean", "ttl-7days", "ttl-flag", "unknown-flag",
     "cache-dir-under-a-file",
     *(f"{opt.name}={value}" for opt in NUMERIC for value in ("-5", "lots")),
 ]
