@@ -136,6 +136,7 @@ REDIS = {"--redis-url", "--prefix", "--timeout", "--retries", "--tls-ca", "--tls
 USES = {
     "stats": REDIS | {"--cache-dir", "--trim-max-size"},
     "flush": REDIS,
+    "exporter": REDIS,
     "doctor": ALL,
     "config": ALL,
     "trim": {"--cache-dir", "--trim-max-age", "--trim-max-size", "--spill-dir", "--ttl"},
