@@ -154,7 +154,9 @@ URL_OPTIONS = frozenset({
     "retry_on_error", "ssl_validate_ocsp", "ssl_validate_ocsp_stapled", "ssl_min_version",
     "ssl_include_verify_flags", "ssl_exclude_verify_flags", "legacy_responses",
 })
-"""The ``?name=value`` options a Redis URL may carry (those redis-py's ``from_url`` knows).
+"""The ``?name=value`` options a single server's Redis URL may carry (those redis-py's
+``from_url`` knows; Cluster and Sentinel URLs have theirs checked by
+:mod:`redis_gocache.store.topology`).
 Any other would reach redis-py's connection class as an unknown argument and fail every
 command, so it is refused with the setting up front."""
 
@@ -173,9 +175,9 @@ def parse_redis_url(text: str) -> str:
     """A ``redis://``, ``rediss://`` (TLS) or ``unix://`` URL of one server, a
     ``redis+cluster://`` URL of a Redis Cluster, or a ``redis+sentinel://`` URL of a
     Sentinel-managed primary (``rediss+``: with TLS); see :mod:`redis_gocache.store.topology`."""
-    if "?" in text:
-        _check_url_options(text)
     if text.startswith(_SINGLE_SERVER_SCHEMES):
+        if "?" in text:
+            _check_url_options(text)  # Cluster and Sentinel URLs: topology.parse checks theirs
         return text  # The common case, decided without importing the topology module.
     from redis_gocache.store import topology
 
