@@ -34,6 +34,14 @@ DEFAULT_INLINE_MAX = 128 * 1024
 """Outputs up to this many bytes are stored inside the action hash (one round trip on a
 hit); larger ones go to a content-addressed blob key. Chosen by measurement: see README."""
 
+DEFAULT_COMPRESSION = "zstd"
+"""How outputs above 1 KiB are stored in Redis and the spill directory: ``zstd``
+(compressed when that saves a tenth or more: Go's outputs shrink about fourfold) or ``none``.
+A helper reads both kinds whatever this says."""
+
+COMPRESSIONS = ("zstd", "none")
+"""The values ``--compression`` takes."""
+
 DEFAULT_TIMEOUT = 0.5
 """Seconds to wait on one Redis socket operation or connect before calling Redis down.
 redis-py's own default (5 s, 10 retries) would turn one stalled server into minutes."""
@@ -228,6 +236,14 @@ def parse_prefix(text: str) -> str:
     return text
 
 
+def parse_compression(text: str) -> str:
+    """One of :data:`COMPRESSIONS`."""
+    value = text.strip().lower()
+    if value not in COMPRESSIONS:
+        raise ConfigError(f"compression must be one of {', '.join(COMPRESSIONS)}: {text!r}")
+    return value
+
+
 def parse_spill_dir(text: str) -> str:
     """The spill directory, made absolute. It is a mount point: the helper never creates it."""
     if not text.strip():
@@ -279,6 +295,10 @@ OPTIONS: tuple[Option, ...] = (
            "Shared directory (a ReadWriteMany volume) for outputs above --inline-max; Redis "
            "then holds a pointer [default: unset: large outputs go to Redis]",
            parse_spill_dir, "DIR"),
+    Option("compression", ("--compression",), "REDIS_GOCACHE_COMPRESSION",
+           "How outputs over 1 KiB are stored in Redis and the spill directory: zstd "
+           "(when it saves 10% or more) or none; both are read either way "
+           f"[default: {DEFAULT_COMPRESSION}]", parse_compression, "zstd|none"),
     Option("read_only", ("--read-only",), "REDIS_GOCACHE_READONLY",
            "Never write to Redis (for untrusted jobs); puts still land on local disk."),
     Option("timeout", ("--timeout",), "REDIS_GOCACHE_TIMEOUT",
@@ -343,7 +363,8 @@ class Config(FrozenValue):
     _hidden = frozenset({"redis_url", "password"})  # never shown: a URL may hold a password
 
     __slots__ = (
-        "redis_url", "cache_dir", "prefix", "ttl", "inline_max", "spill_dir", "read_only",
+        "redis_url", "cache_dir", "prefix", "ttl", "inline_max", "spill_dir", "compression",
+        "read_only",
         "timeout", "retries", "workers", "tls_ca", "tls_cert", "tls_key", "password",
         "password_file", "breaker_cooldown", "signing_key", "trusted_keys", "stats_file",
         "verbose", "trim_max_age", "trim_max_size", "no_auto_trim", "no_fleet_stats",
@@ -356,6 +377,7 @@ class Config(FrozenValue):
     ttl: int
     inline_max: int
     spill_dir: str | None
+    compression: str
     read_only: bool
     timeout: float
     retries: int
@@ -385,6 +407,7 @@ class Config(FrozenValue):
         ttl: int = DEFAULT_TTL,
         inline_max: int = DEFAULT_INLINE_MAX,
         spill_dir: str | None = None,
+        compression: str = DEFAULT_COMPRESSION,
         read_only: bool = False,
         timeout: float = DEFAULT_TIMEOUT,
         retries: int = DEFAULT_RETRIES,

@@ -17,6 +17,7 @@ def built(prefix: str) -> dict[str, str]:
     return {
         "action": keys.action(ID),
         "blob": keys.blob(ID),
+        "zblob": keys.zblob(ID),
         "upload": keys.upload(TOKEN),
         "upload on a Cluster": keys.upload(TOKEN, keys.blob(ID)),
         "manifest": keys.manifest(TAG),

@@ -51,7 +51,8 @@ def test_json_counts_and_hit_rate(redis_server: RedisServer, redis_client: redis
     assert ns["totals"]["gets"] == 20 and ns["totals"]["runs"] == 2
     assert ns["hit_rate"] == 0.8
     assert data["keys_exact"]  # the whole database fits in one sample
-    assert ns["keys"] == {"action": 20, "blob": 3, "upload": 0, "manifest": 0, "stats": 3}
+    assert ns["keys"] == {"action": 20, "blob": 3, "zblob": 0, "upload": 0, "manifest": 0,
+                          "stats": 3}
     assert ns["memory_bytes"]["blob"] >= 3000
     assert list(ns["days"]) == [fleet.day(time.time())]
     assert data["server"]["redis_version"].startswith("7.")

@@ -11,6 +11,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import random
 import threading
 import time
 from collections.abc import Iterator
@@ -44,13 +45,9 @@ DAY = 86400.0
 
 
 def body_of(name: str, size: int) -> bytes:
-    """Deterministic, incompressible-looking bytes."""
-    out = bytearray()
-    seed = name.encode()
-    while len(out) < size:
-        seed = hashlib.sha256(seed).digest()
-        out += seed * 64
-    return bytes(out[:size])
+    """Deterministic, incompressible bytes: stored as they are (no compression pays), so
+    the files on the volume are the outputs themselves (compressed ones: test_compression)."""
+    return random.Random(name).randbytes(size)
 
 
 class Runner:

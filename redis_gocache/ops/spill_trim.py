@@ -20,7 +20,7 @@ import time
 
 from redis_gocache.ops.trim import PROTECT, TMP_MAX_AGE, Progress, TrimResult
 from redis_gocache.store.layout import OUTPUTS, TMP, is_hex_id
-from redis_gocache.store.spill import USE_MARK_INTERVAL
+from redis_gocache.store.spill import USE_MARK_INTERVAL, ZOUTPUTS
 
 
 def trim_spill(
@@ -37,12 +37,15 @@ def trim_spill(
     limit = max(max_age + USE_MARK_INTERVAL, PROTECT)
     step = progress or (lambda n: None)
     result = TrimResult()
-    objects = os.path.join(root, OUTPUTS)
-    try:
-        subdirs = sorted(e.name for e in os.scandir(objects) if _is_prefix_dir(e))
-    except OSError:
-        subdirs = []
-    for hh in subdirs:
+    subdirs = []
+    for top in (OUTPUTS, ZOUTPUTS):  # raw and compressed outputs, one layout
+        objects = os.path.join(root, top)
+        try:
+            subdirs += sorted((objects, e.name) for e in os.scandir(objects)
+                              if _is_prefix_dir(e))
+        except OSError:
+            pass
+    for objects, hh in subdirs:
         try:
             entries = list(os.scandir(os.path.join(objects, hh)))
         except OSError:

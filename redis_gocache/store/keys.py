@@ -5,6 +5,7 @@ its kind, a colon, and a shape of its own (docs/design.md, "Redis keys")::
 
     a:<action id, 64 hex>        hash    one action's record (redis_gocache.store.record)
     o:<output id, 64 hex>        string  a large output, shared by every action that made it
+    z:<output id, 64 hex>        string  the same, zstd-compressed (redis_gocache.store.compress)
     t:<32 hex>[{<blob key>}]     string  an upload in progress; on a Redis Cluster it carries
                                          its blob key as a hash tag, so RENAME stays in one slot
     m:<command tag, 32 hex>      string  the action ids one go command asked for (prefetch)
@@ -22,11 +23,12 @@ from __future__ import annotations
 
 ACTION = "a"
 BLOB = "o"
+ZBLOB = "z"
 UPLOAD = "t"
 MANIFEST = "m"
 STATS = "s"
 
-KINDS = {ACTION: "action", BLOB: "blob", UPLOAD: "upload", MANIFEST: "manifest",
+KINDS = {ACTION: "action", BLOB: "blob", ZBLOB: "zblob", UPLOAD: "upload", MANIFEST: "manifest",
          STATS: "stats"}
 """Key kinds by their letter, as the operator commands name them in reports."""
 
@@ -62,6 +64,12 @@ class Keys:
     def blob(self, output_id: bytes) -> str:
         """The string holding a large output."""
         return f"{self.prefix}{BLOB}:{output_id.hex()}"
+
+    def zblob(self, output_id: bytes) -> str:
+        """The string holding a large output compressed. Not the raw blob's key: a helper
+        from before compression may read or skip writing that one (it exists), and each
+        kind must hold what its readers expect."""
+        return f"{self.prefix}{ZBLOB}:{output_id.hex()}"
 
     def upload(self, token: bytes, blob_key: str | None = None) -> str:
         """A temporary upload key (``token``: 16 random bytes); with ``blob_key`` (a Redis
@@ -107,7 +115,7 @@ def kind_of(rest: bytes) -> str | None:
     letter, colon, body = rest[:1], rest[1:2], rest[2:]
     if colon != b":":
         return None
-    if letter in (b"a", b"o"):
+    if letter in (b"a", b"o", b"z"):
         return letter.decode() if _is_hex(body, ID_HEX) else None
     if letter == b"t":
         head, tag = body[:UPLOAD_HEX], body[UPLOAD_HEX:]

@@ -82,6 +82,16 @@ def output_path(root: str, output_hex: str) -> str:
     return f"{root}/{OUTPUTS}/{output_hex[:2]}/{output_hex}"
 
 
+def scratch_for(path: str, token: str) -> str:
+    """A scratch file (named by ``token``) for work on the output at ``path``: in ``tmp/`` of
+    the root when ``path`` is an output's place there (``o/<hh>/<hex>``), where the trim
+    removes what a crash leaves behind; else beside ``path``."""
+    parts = path.rsplit("/", 3)
+    if len(parts) == 4 and parts[1] == OUTPUTS and is_hex_id(parts[3]):
+        return f"{parts[0]}/{TMP}/{token}"
+    return f"{path}.{token}"
+
+
 def record_action_hex(line: str) -> str:
     """The action's hex in a record (not checked: the index is keyed by it)."""
     return line[:HEX]

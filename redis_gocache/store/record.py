@@ -5,6 +5,13 @@ Fields (docs/design.md, "Redis keys"): ``oid`` (the output id, 64 hex digits), `
 (the output itself, up to ``--inline-max``) or ``ref``: :data:`REF_BLOB` (the output is in
 the blob key) or :data:`REF_SPILL` and a path (the output is a file in the spill directory,
 :mod:`redis_gocache.store.spill`). With a signing key, ``sig`` (:mod:`redis_gocache.signing`).
+
+A compressed output (:mod:`redis_gocache.store.compress`) has other names for where it is:
+``zbody`` instead of ``body``, ``ref`` = :data:`REF_ZBLOB` (the compressed blob key) or
+:data:`REF_ZSPILL` and a path, and ``zsize``, its compressed length. The names differ, not just
+an extra field, so that a helper from before compression, which ignores fields it does not
+know and rejects a record with neither ``body`` nor a ``ref`` it knows, takes such a record
+for a miss instead of handing Go compressed bytes (it would fail their hash anyway).
 """
 
 from __future__ import annotations
@@ -18,11 +25,20 @@ from redis_gocache.store.layout import is_hex_id
 OID, SIZE, TIME, BODY, REF, SIG = b"oid", b"size", b"time", b"body", b"ref", b"sig"
 """The field names, as they come back from ``HGETALL``."""
 
+ZBODY, ZSIZE = b"zbody", b"zsize"
+"""The fields of a compressed output: its compressed body inline, its compressed length."""
+
 REF_BLOB = b"o"
 """``ref`` of an output stored in its blob key."""
 
 REF_SPILL = b"f:"
 """``ref`` prefix of an output in the spill directory; a relative path follows."""
+
+REF_ZBLOB = b"z"
+"""``ref`` of a compressed output stored in its compressed blob key."""
+
+REF_ZSPILL = b"zf:"
+"""``ref`` prefix of a compressed output in the spill directory; a relative path follows."""
 
 MAX_CLOCK_SKEW_NS = 24 * 3600 * 10**9
 """A record's put time may be this far in the future (clocks of runners differ); later is
@@ -31,20 +47,38 @@ garbage. cmd/go expires test results by this time, so one from the future would 
 
 
 def fields_for(entry: Entry, *, body: bytes | None = None, spill_path: str | None = None,
-               sig: str | None = None) -> dict[str, bytes | str | int]:
+               sig: str | None = None, zsize: int | None = None) -> dict[str, bytes | str | int]:
     """The ``HSET`` mapping of a record: the output inline (``body``), else in the spill
-    directory (``spill_path``), else in its blob key; with a signature if ``sig``."""
+    directory (``spill_path``), else in its blob key; with a signature if ``sig``. With
+    ``zsize`` the stored value is compressed, ``zsize`` bytes long."""
     fields: dict[str, bytes | str | int] = {
         "oid": entry.output_id.hex(), "size": entry.size, "time": entry.time_ns}
     if sig is not None:
         fields["sig"] = sig
+    packed = zsize is not None
+    if zsize is not None:
+        fields["zsize"] = zsize
     if body is not None:
-        fields["body"] = body
+        fields["zbody" if packed else "body"] = body
     elif spill_path is not None:
-        fields["ref"] = (REF_SPILL + spill_path.encode()).decode()
+        fields["ref"] = ((REF_ZSPILL if packed else REF_SPILL) + spill_path.encode()).decode()
     else:
-        fields["ref"] = REF_BLOB.decode()
+        fields["ref"] = (REF_ZBLOB if packed else REF_BLOB).decode()
     return fields
+
+
+def stored_size(raw: dict[bytes, bytes], entry: Entry) -> int:
+    """The compressed length of a compressed record's value (``zsize``), checked: a
+    compressed output is never stored unless it is smaller than the output."""
+    try:
+        zsize = int(raw[ZSIZE])
+    except KeyError:
+        raise RejectedEntry("bad_fields", "compressed record lacks zsize") from None
+    except ValueError:
+        raise RejectedEntry("bad_fields", "compressed record has a garbled zsize") from None
+    if not 0 < zsize < entry.size:
+        raise RejectedEntry("bad_fields", "compressed record's zsize is out of range")
+    return zsize
 
 
 def parse_record(raw: dict[bytes, bytes]) -> Entry:

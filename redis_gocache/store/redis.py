@@ -15,6 +15,13 @@ and the record sit in different slots, which no ``MULTI`` spans: the blob is wri
 then the record's own ``MULTI`` (one key, one slot); an upload key carries the blob key as its
 hash tag (``t:<random-hex>{<prefix>o:<output-hex>}``) so that ``RENAME`` stays in one slot.
 
+Compression (``compress=True``, :mod:`~redis_gocache.store.compress`): a value above its
+threshold goes in compressed when that is worth it, inline as ``zbody``, as a blob under its
+``z:`` key, or in the spill directory's ``z/``; a value is read either way, streamed through
+the decompressor into the sink, which hashes and checks it as any other. The compressor and
+its import cost the upload thread, never a get; a large value is compressed into a scratch
+file first and uploaded from there, so memory stays bounded.
+
 Trust: a store made with ``read_only=True`` refuses every write before anything is sent (the
 Redis ACL reader user is what enforces it; this is the second fence). With a ``signer`` every
 record carries a ``sig`` field (see :mod:`redis_gocache.signing`); with a ``verifier`` a record
@@ -43,7 +50,20 @@ from redis_gocache.store.cluster import NodeGuard
 from redis_gocache.store.entry import Entry
 from redis_gocache.store.errors import from_redis_py
 from redis_gocache.store.keys import Keys
-from redis_gocache.store.record import BODY, REF, REF_BLOB, REF_SPILL, SIG, fields_for, parse_record
+from redis_gocache.store.layout import scratch_for
+from redis_gocache.store.record import (
+    BODY,
+    REF,
+    REF_BLOB,
+    REF_SPILL,
+    REF_ZBLOB,
+    REF_ZSPILL,
+    SIG,
+    ZBODY,
+    fields_for,
+    parse_record,
+    stored_size,
+)
 
 TYPE_CHECKING = False  # not typing's: a new runner's first Redis hit waits for this module
 if TYPE_CHECKING:
@@ -85,8 +105,10 @@ class RedisStore:
         signer: Signer | None = None,
         verifier: Verifier | None = None,
         spill: SpillDir | None = None,
+        compress: bool = True,
     ) -> None:
         self.url = url
+        self.compress = compress
         self.read_only = read_only
         self.signer = signer
         self.verifier = verifier
@@ -133,6 +155,7 @@ class RedisStore:
             signer=signer,
             verifier=verifier,
             spill=spill,
+            compress=config.compression != "none",
         )
 
     # -- connection -------------------------------------------------------------------
@@ -205,12 +228,40 @@ class RedisStore:
             with self._shard(okey), self.translate_errors():
                 self._read_blob(self.reader(), okey, entry.size, sink)
             return entry
+        zbody = raw.get(ZBODY)
+        if zbody is not None or ref == REF_ZBLOB or ref.startswith(REF_ZSPILL):
+            return self._serve_packed(raw, entry, zbody, ref, sink)
         if not ref.startswith(REF_SPILL):
             raise RejectedEntry("bad_fields", "record has neither body nor blob reference")
         # A spill pointer, read outside _translate: the volume's trouble is no Redis outage.
         if self.spill is None:
             raise RejectedEntry("spill_unmounted", "output is in a spill directory not set here")
         self.spill.read(ref[len(REF_SPILL):], entry, sink)
+        return entry
+
+    def _serve_packed(self, raw: dict[bytes, bytes], entry: Entry, zbody: bytes | None,
+                      ref: bytes, sink: Sink) -> Entry:
+        """A compressed value (``zbody``, ``ref`` = ``z`` or ``zf:``), expanded into
+        ``sink`` as it arrives; the sink hashes the expansion as it would the raw value."""
+        from redis_gocache.store.compress import Decompressing
+
+        zsize = stored_size(raw, entry)
+        if ref.startswith(REF_ZSPILL):
+            if self.spill is None:
+                raise RejectedEntry("spill_unmounted",
+                                    "output is in a spill directory not set here")
+            self.spill.read(ref[len(REF_ZSPILL):], entry, sink, zsize)
+            return entry
+        expanding = Decompressing(sink, entry.size)
+        if zbody is not None:
+            if len(zbody) != zsize:
+                raise RejectedEntry("truncated", "inline body size differs from its record")
+            expanding(zbody)
+        else:
+            zkey = self.keys.zblob(entry.output_id)
+            with self._shard(zkey), self.translate_errors():
+                self._read_blob(self.reader(), zkey, zsize, expanding)
+        expanding.finish()
         return entry
 
     def get_inline(
@@ -243,6 +294,18 @@ class RedisStore:
                     self.verifier is None
                     or self.verifier.verify(action_id, entry, raw.get(SIG)) is None):
                 return entry, body
+        elif raw and ZBODY in raw and BODY not in raw:
+            # Compressed inline: expanded here (at most --inline-max), or rejected below.
+            from redis_gocache.store.compress import decompress_bytes
+            try:
+                entry = parse_record(raw)
+                if self.verifier is None or self.verifier.verify(
+                        action_id, entry, raw.get(SIG)) is None:
+                    zbody = raw[ZBODY]
+                    if len(zbody) == stored_size(raw, entry):
+                        return entry, decompress_bytes(zbody, entry.size)
+            except RejectedEntry:
+                pass
         # Anything else, a miss or a record to reject included, is decided as get decides it.
         return lambda sink: self._serve(action_id, raw, sink)
 
@@ -277,7 +340,7 @@ class RedisStore:
         self._writing()
         keys = [self.keys.action(action_id)]
         if entry.size > self.inline_max and self.spill is None:
-            keys.append(self.keys.blob(entry.output_id))
+            keys += [self.keys.blob(entry.output_id), self.keys.zblob(entry.output_id)]
         with self._shard(*keys):
             self._put(action_id, entry, path)
 
@@ -287,7 +350,9 @@ class RedisStore:
         if self.spill is not None and entry.size > self.inline_max:
             # Into the shared spill directory first, the record pointing at it second; the
             # volume's trouble (LocalStoreError) is no Redis outage, so outside _translate.
-            fields = fields_for(entry, spill_path=self.spill.store(entry, path), sig=sig)
+            with self._packed_file(path, entry.size) as (zpath, zsize):
+                pointer = self.spill.store(entry, zpath or path, zsize)
+            fields = fields_for(entry, spill_path=pointer, sig=sig, zsize=zsize)
             with self.translate_errors():
                 pipe = self.client().pipeline(transaction=True)
                 self._write_record(pipe, akey, fields)
@@ -296,42 +361,106 @@ class RedisStore:
         # Read small bodies before talking to Redis: a local file that vanished is not an
         # outage (inside _translate an OSError would be taken for one).
         data = upload.read_file(path) if entry.size <= upload.STREAM_CHUNK else None
+        packed = None
+        if data is not None and self.compress:
+            from redis_gocache.store.compress import compress_bytes
+            packed = compress_bytes(data)
+        if data is None:
+            self._put_large(akey, entry, path, sig)
+            return
+        zsize = None if packed is None else len(packed)
         with self.translate_errors():
             client = self.client()
             if entry.size <= self.inline_max:
                 pipe = client.pipeline(transaction=True)
-                self._write_record(pipe, akey, fields_for(entry, body=data or b"", sig=sig))
+                self._write_record(pipe, akey, fields_for(
+                    entry, body=data if packed is None else packed, sig=sig, zsize=zsize))
                 pipe.execute()
                 return
-            fields = fields_for(entry, sig=sig)
-            okey = self.keys.blob(entry.output_id)
-            if entry.size <= upload.STREAM_CHUNK:
-                assert data is not None  # read above: size <= upload.STREAM_CHUNK
-                if self._clustered:
-                    # Two slots: the blob is stored before the record that points at it.
-                    client.set(okey, data, ex=self.ttl)
-                    pipe = client.pipeline(transaction=True)
-                    self._write_record(pipe, akey, fields)
-                    pipe.execute()
-                    return
-                # One round trip: the blob, then the record, in one MULTI.
+            fields = fields_for(entry, sig=sig, zsize=zsize)
+            if packed is None:
+                okey = self.keys.blob(entry.output_id)
+            else:
+                okey, data = self.keys.zblob(entry.output_id), packed
+            # At most STREAM_CHUNK: one SET.
+            if self._clustered:
+                # Two slots: the blob is stored before the record that points at it.
+                client.set(okey, data, ex=self.ttl)
                 pipe = client.pipeline(transaction=True)
-                pipe.set(okey, data, ex=self.ttl)
                 self._write_record(pipe, akey, fields)
                 pipe.execute()
                 return
+            # One round trip: the blob, then the record, in one MULTI.
+            pipe = client.pipeline(transaction=True)
+            pipe.set(okey, data, ex=self.ttl)
+            self._write_record(pipe, akey, fields)
+            pipe.execute()
+            return
+
+    def _put_large(self, akey: str, entry: Entry, path: str, sig: str | None) -> None:
+        """A blob above STREAM_CHUNK: uploaded in pieces, from a compressed scratch copy
+        when that is worth it."""
+        zsize: int | None = None
+        if self.compress:
+            # Compressed already (the same output from another action or runner)? It only
+            # needs its TTL pushed out; EXPIRE answers whether it exists, STRLEN its size.
+            zkey = self.keys.zblob(entry.output_id)
+            with self.translate_errors():
+                pipe = self.client().pipeline(transaction=False)
+                pipe.expire(zkey, self.ttl)
+                pipe.strlen(zkey)
+                there, length = pipe.execute()
+            if there and 0 < length < entry.size:
+                self._put_blob(akey, zkey, entry, None, length, sig)
+                return
+            with self._packed_file(path, entry.size) as (zpath, zsize):
+                if zpath is not None:
+                    self._put_blob(akey, zkey, entry, zpath, zsize, sig)
+                    return
+        self._put_blob(akey, self.keys.blob(entry.output_id), entry, path, None, sig)
+
+    def _put_blob(self, akey: str, okey: str, entry: Entry, path: str | None,
+                  zsize: int | None, sig: str | None) -> None:
+        """Upload the file ``path`` (``zsize`` bytes if compressed, else the entry's size) to
+        ``okey`` unless it is there (``path`` None: known to be), then the record."""
+        size = entry.size if zsize is None else zsize
+        with self.translate_errors():
+            client = self.client()
             # A large blob that is already stored (same output from another action, or another
             # runner) only needs its TTL pushed out; EXPIRE answers whether it exists.
-            if not client.expire(okey, self.ttl):
+            if path is not None and not client.expire(okey, self.ttl):
                 # On a Cluster RENAME needs both keys in one slot: the blob key rides along
                 # in the upload key as a hash tag.
                 tkey = self.keys.upload(os.urandom(16), okey if self._clustered else None)
-                upload.upload(client, tkey, okey, path, entry.size, self.ttl, self._clustered)
+                upload.upload(client, tkey, okey, path, size, self.ttl, self._clustered)
             pipe = client.pipeline(transaction=True)
             if not self._clustered:  # clustered: the EXPIRE or upload above set the TTL
                 pipe.expire(okey, self.ttl)
-            self._write_record(pipe, akey, fields)
+            self._write_record(pipe, akey, fields_for(entry, sig=sig, zsize=zsize))
             pipe.execute()
+
+    @contextmanager
+    def _packed_file(self, path: str, size: int) -> Iterator[tuple[str | None, int | None]]:
+        """``(scratch path, compressed size)`` of the file at ``path``, compressed into a
+        scratch file that is removed afterwards; ``(None, None)`` when compression is off
+        or not worth it."""
+        if not self.compress:
+            yield None, None
+            return
+        from redis_gocache.store.compress import compress_file
+
+        zpath = scratch_for(path, "z-" + os.urandom(8).hex())
+        zsize = compress_file(path, zpath, size)
+        if zsize is None:
+            yield None, None
+            return
+        try:
+            yield zpath, zsize
+        finally:
+            try:
+                os.unlink(zpath)
+            except OSError:
+                pass
 
     def _write_record(self, pipe: Any, akey: str, fields: dict[str, bytes | str | int]) -> None:
         pipe.delete(akey)
@@ -347,7 +476,9 @@ class RedisStore:
                 for action_id, entry in items[start:start + REFRESH_BATCH]:
                     pipe.expire(self.keys.action(action_id), self.ttl)
                     if entry.size > self.inline_max:
+                        # Raw or compressed: the entry served does not say which.
                         pipe.expire(self.keys.blob(entry.output_id), self.ttl)
+                        pipe.expire(self.keys.zblob(entry.output_id), self.ttl)
                 pipe.execute()
         if self.spill is not None:
             for _, entry in items:

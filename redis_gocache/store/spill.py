@@ -9,13 +9,16 @@ instead of the body or a blob key.
 Layout under the spill root (the root itself is the mount point and must already exist)::
 
     o/<hh>/<output-id-hex>   a large output, content-addressed; <hh> = first two hex digits
+    z/<hh>/<output-id-hex>   the same, zstd-compressed (redis_gocache.store.compress); the
+                             record's ``ref`` is then ``zf:<pointer>``, with ``zsize``
     tmp/<host>-<pid>-<hex>   a file being written, linked into place when complete
 
-Pointers have exactly one shape, ``o/<hh>/<64 hex>``, and must name the record's own output
-id: a poisoned pointer (``../``, an absolute path, another object) is rejected before any file
-is opened. Files are opened one path component at a time below a descriptor of the root, never
-following a symlink (``O_NOFOLLOW``), and must be regular files: a symlink or a FIFO planted on
-the shared volume cannot make a reader open anything outside it, or block.
+Pointers have exactly one shape, ``o/<hh>/<64 hex>`` (``z/`` compressed), and must name the
+record's own output id: a poisoned pointer (``../``, an absolute path, another object) is
+rejected before any file is opened. Files are opened one path component at a time below a
+descriptor of the root, never following a symlink (``O_NOFOLLOW``), and must be regular files:
+a symlink or a FIFO planted on the shared volume cannot make a reader open anything outside it,
+or block.
 
 Writes are atomic without locks (``flock`` is unreliable on NFS): the body goes to a new file
 in ``tmp/`` (``O_EXCL``), is fsynced, then hard-linked to its final name. ``link`` fails if the
@@ -24,11 +27,12 @@ under it (on NFS a replaced file turns the reader's next read into ``ESTALE``). 
 writers of one object each write a temporary file; all but one just drop theirs. Where the
 filesystem has no hard links, ``rename`` is the fallback.
 
-Reading never trusts the file: size and SHA-256 are checked against the Redis record while
-the body streams into the runner's local directory, so what Go gets is a verified private copy
-that no writer on the volume can change and no trim can remove mid-build. A missing, short,
-long or corrupt file is a miss, counted as rejected (``spill_missing``, ``spill_size``,
-``spill_hash``); a file that is there but wrong is removed so the next put can write it again.
+Reading never trusts the file: size and SHA-256 are checked against the Redis record while the
+body streams (and, compressed, expands) into the runner's local directory, so what Go gets is a
+verified private copy that no writer on the volume can change and no trim can remove mid-build.
+A missing, short, long or corrupt file (or compressed form) is a miss, counted as rejected
+(``spill_missing``, ``spill_size``, ``spill_hash``); a file that is there but wrong is removed
+so the next put can write it again.
 
 Use marks: a reader or a writer that finds a file whose mtime is over an hour old touches it
 (the same coarse mark as the local directory). ``redis-gocache trim --spill``
@@ -75,19 +79,26 @@ _FILE_MODE = 0o664
 _DIR_MODE = 0o775
 
 
-def pointer_for(output_id: bytes) -> str:
-    """The pointer (path relative to the spill root) of an output."""
-    return output_relpath(output_id.hex())
+ZOUTPUTS = "z"
+"""Directory of the compressed outputs, laid out as ``o/``."""
 
 
-def check_pointer(ref: bytes, output_id: bytes) -> str:
-    """The pointer in a ``ref`` field's value (``f:`` already stripped), validated: exactly
-    ``o/<hh>/<hex>`` for this record's own output id. :class:`RejectedEntry` otherwise."""
+def pointer_for(output_id: bytes, packed: bool = False) -> str:
+    """The pointer (path relative to the spill root) of an output, or of its compressed
+    form if ``packed``."""
+    relpath = output_relpath(output_id.hex())
+    return ZOUTPUTS + relpath[len(OUTPUTS):] if packed else relpath
+
+
+def check_pointer(ref: bytes, output_id: bytes, packed: bool = False) -> str:
+    """The pointer in a ``ref`` field's value (``f:`` or ``zf:`` already stripped), validated:
+    exactly ``o/<hh>/<hex>`` (``z/`` if ``packed``) for this record's own output id.
+    :class:`RejectedEntry` otherwise."""
     try:
         text = ref.decode("ascii")
     except UnicodeDecodeError:
         raise RejectedEntry("bad_ref", "spill pointer is not ASCII") from None
-    if text != output_relpath(output_id.hex()):
+    if text != pointer_for(output_id, packed):
         raise RejectedEntry("bad_ref", "spill pointer does not name the record's output")
     return text
 
@@ -188,8 +199,8 @@ class SpillDir:
             pass  # Another runner made it first.
         return os.open(name, _DIR_FLAGS | _NOFOLLOW, dir_fd=parent)
 
-    def _object_dir(self, hh: str, create: bool) -> int:
-        o = self._subdir(self._root(), OUTPUTS, create)
+    def _object_dir(self, top: str, hh: str, create: bool) -> int:
+        o = self._subdir(self._root(), top, create)
         try:
             return self._subdir(o, hh, create)
         finally:
@@ -204,18 +215,20 @@ class SpillDir:
 
     # -- reads ------------------------------------------------------------------------
 
-    def read(self, ref: bytes, entry: Entry, sink: Sink) -> None:
+    def read(self, ref: bytes, entry: Entry, sink: Sink, zsize: int | None = None) -> None:
         """Stream the object behind ``ref`` (an ``f:`` pointer's rest) into ``sink``,
         checking its size and SHA-256 against ``entry``; :class:`RejectedEntry` if anything
-        is wrong. Never raises :class:`OSError`: a volume problem is a miss, not an outage."""
-        pointer = check_pointer(ref, entry.output_id)
-        _, hh, name = pointer.split("/")
+        is wrong. Never raises :class:`OSError`: a volume problem is a miss, not an outage.
+        With ``zsize`` the file is the compressed form (``zf:``), ``zsize`` bytes long,
+        expanded on its way into ``sink``."""
+        pointer = check_pointer(ref, entry.output_id, packed=zsize is not None)
+        top, hh, name = pointer.split("/")
         try:
             self._root()
         except OSError as exc:
             raise self._io_rejection(exc) from None
         try:
-            d = self._object_dir(hh, create=False)
+            d = self._object_dir(top, hh, create=False)
         except FileNotFoundError:
             raise RejectedEntry("spill_missing", "spill file is gone") from None
         except OSError as exc:
@@ -232,48 +245,72 @@ class SpillDir:
                     raise RejectedEntry("bad_ref", "spill file is a symlink") from None
                 raise self._io_rejection(exc) from None
             try:
-                self._read_open(d, name, fd, entry, sink)
+                self._read_open(d, name, fd, entry, sink, zsize)
             finally:
                 os.close(fd)
         finally:
             os.close(d)
 
-    def _read_open(self, d: int, name: str, fd: int, entry: Entry, sink: Sink) -> None:
+    def _read_open(self, d: int, name: str, fd: int, entry: Entry, sink: Sink,
+                   zsize: int | None) -> None:
         try:
             st = os.fstat(fd)
         except OSError as exc:
             raise self._io_rejection(exc) from None
         if not stat.S_ISREG(st.st_mode):
             raise RejectedEntry("bad_ref", "spill pointer names something other than a file")
-        if st.st_size != entry.size:
+        if st.st_size != (entry.size if zsize is None else zsize):
             self._remove_bad(d, name, st)
             raise RejectedEntry("spill_size", "spill file size differs from its record")
-        clone = _clone_target(sink)
         try:
-            digest = clone(fd, entry.size) if clone is not None else None
-            if digest is None:
-                digest = self._stream(fd, entry, sink)
+            if zsize is None:
+                clone = _clone_target(sink)
+                digest = clone(fd, entry.size) if clone is not None else None
+                if digest is None:
+                    digest = self._stream(fd, entry.size, sink)
+            else:
+                digest = self._expand(fd, entry.size, zsize, sink)
         except OSError as exc:
             raise self._io_rejection(exc) from None
+        except RejectedEntry as exc:
+            if exc.kind == "bad_zstd":  # the shared file is garbage: let a put replace it
+                self._remove_bad(d, name, st)
+            raise
         if digest != entry.output_id:
             self._remove_bad(d, name, st)
             raise RejectedEntry("spill_hash", "spill file content differs from its record")
         if time.time() - st.st_mtime > USE_MARK_INTERVAL:
             _touch(fd)
 
-    def _stream(self, fd: int, entry: Entry, sink: Sink) -> bytes:
+    def _stream(self, fd: int, size: int, sink: Sink) -> bytes:
         """Feed the file to ``sink``; returns the SHA-256 of what was fed. The sink hashes
         its private copy too (that check is the caller's); hashing here as well is what lets
         a reader tell a corrupt shared file from a local problem, and remove it."""
         digest = hashlib.sha256()
         done = 0
-        while done < entry.size:
-            piece = os.pread(fd, min(READ_CHUNK, entry.size - done), done)
+        while done < size:
+            piece = os.pread(fd, min(READ_CHUNK, size - done), done)
             if not piece:
                 raise RejectedEntry("spill_size", "spill file shrank while being read")
             digest.update(piece)
             sink(piece)
             done += len(piece)
+        return digest.digest()
+
+    def _expand(self, fd: int, size: int, zsize: int, sink: Sink) -> bytes:
+        """Feed the compressed file, expanded, to ``sink``; the SHA-256 of the expansion."""
+        from redis_gocache.store.compress import Decompressing
+
+        digest = hashlib.sha256()
+        expanding = Decompressing(sink, size, digest)
+        done = 0
+        while done < zsize:
+            piece = os.pread(fd, min(READ_CHUNK, zsize - done), done)
+            if not piece:
+                raise RejectedEntry("spill_size", "spill file shrank while being read")
+            expanding(piece)
+            done += len(piece)
+        expanding.finish()
         return digest.digest()
 
     def _remove_bad(self, d: int, name: str, st: os.stat_result) -> None:
@@ -292,13 +329,15 @@ class SpillDir:
 
     # -- writes -----------------------------------------------------------------------
 
-    def store(self, entry: Entry, path: str) -> str:
+    def store(self, entry: Entry, path: str, zsize: int | None = None) -> str:
         """Make sure the output in the local file ``path`` is in the spill directory, and
-        return its pointer. Raises :class:`LocalStoreError` when it cannot be written."""
-        pointer = pointer_for(entry.output_id)
-        _, hh, name = pointer.split("/")
+        return its pointer. With ``zsize``, ``path`` is the output's compressed form, that
+        long, and goes to ``z/``. Raises :class:`LocalStoreError` when it cannot be written."""
+        pointer = pointer_for(entry.output_id, packed=zsize is not None)
+        size = entry.size if zsize is None else zsize
+        top, hh, name = pointer.split("/")
         try:
-            d = self._object_dir(hh, create=True)
+            d = self._object_dir(top, hh, create=True)
         except OSError as exc:
             self._warn_once(f"cannot write to the spill directory {self.root}: {exc}; "
                             "large outputs are not shared this run")
@@ -308,12 +347,12 @@ class SpillDir:
                 st = os.stat(name, dir_fd=d, follow_symlinks=False)
             except FileNotFoundError:
                 st = None
-            if st is not None and stat.S_ISREG(st.st_mode) and st.st_size == entry.size:
+            if st is not None and stat.S_ISREG(st.st_mode) and st.st_size == size:
                 # Already there (another action or runner wrote it): just mark the use.
                 if time.time() - st.st_mtime > USE_MARK_INTERVAL:
                     _touch_at(d, name)
                 return pointer
-            self._write(d, name, entry, path, replace=st is not None)
+            self._write(d, name, size, path, replace=st is not None)
             return pointer
         except OSError as exc:
             self._warn_once(f"cannot write to the spill directory {self.root}: {exc}; "
@@ -322,7 +361,7 @@ class SpillDir:
         finally:
             os.close(d)
 
-    def _write(self, d: int, name: str, entry: Entry, path: str, *, replace: bool) -> None:
+    def _write(self, d: int, name: str, size: int, path: str, *, replace: bool) -> None:
         tmp_dir = self._subdir(self._root(), TMP, create=True)
         try:
             tmp = f"{self._tag}-{os.urandom(8).hex()}"
@@ -333,7 +372,7 @@ class SpillDir:
             try:
                 dst = os.open(tmp, _NEW_FLAGS, _FILE_MODE, dir_fd=tmp_dir)
                 try:
-                    copy_fd(src, dst, entry.size)
+                    copy_fd(src, dst, size)
                     os.fsync(dst)
                 finally:
                     os.close(dst)
@@ -371,20 +410,22 @@ class SpillDir:
 
     def mark_used(self, output_id: bytes) -> None:
         """Touch the object's mtime if it is over an hour old (an entry served from a local
-        directory still references its spill file). Quiet on every error."""
-        _, hh, name = pointer_for(output_id).split("/")
-        try:
-            d = self._object_dir(hh, create=False)
-        except OSError:
-            return
-        try:
-            st = os.stat(name, dir_fd=d, follow_symlinks=False)
-            if time.time() - st.st_mtime > USE_MARK_INTERVAL:
-                _touch_at(d, name)
-        except OSError:
-            pass
-        finally:
-            os.close(d)
+        directory still references its spill file), compressed or not: the entry served does
+        not say which. Quiet on every error."""
+        for packed in (False, True):
+            top, hh, name = pointer_for(output_id, packed).split("/")
+            try:
+                d = self._object_dir(top, hh, create=False)
+            except OSError:
+                continue
+            try:
+                st = os.stat(name, dir_fd=d, follow_symlinks=False)
+                if time.time() - st.st_mtime > USE_MARK_INTERVAL:
+                    _touch_at(d, name)
+            except OSError:
+                pass
+            finally:
+                os.close(d)
 
     def close(self) -> None:
         with self._lock:
