@@ -69,11 +69,16 @@ def test_go_build_through_a_spill_directory(
             pointers += 1
             raw_ref = h[b"ref"]
             ref = raw_ref.decode() if isinstance(raw_ref, bytes) else raw_ref
-            assert ref.startswith("f:o/") and b"body" not in h, h.keys()
-            assert (spill / ref[2:]).stat().st_size == size
+            assert b"body" not in h and b"zbody" not in h, h.keys()
+            if ref.startswith("zf:"):  # compressed (the default, when it pays)
+                assert ref.startswith("zf:z/")
+                assert (spill / ref[3:]).stat().st_size == int(h[b"zsize"]) < size
+            else:
+                assert ref.startswith("f:o/")
+                assert (spill / ref[2:]).stat().st_size == size
             assert (client.memory_usage(key) or 0) < 1024
     assert pointers >= 5, pointers  # runtime, reflect, fmt, ... archives and the link
-    files = [p for p in (spill / "o").rglob("*") if p.is_file()]
+    files = [p for top in ("o", "z") for p in (spill / top).rglob("*") if p.is_file()]
     assert len(files) >= pointers - 1  # identical outputs share one file
 
     b = with_spill(make_runner(base, "B", checkout, go_env, server.url), spill)

@@ -225,20 +225,35 @@ def test_cold_runner_fills_redis(
 
     actions = list(rclient.scan_iter("gocache:a:*", count=1000))
     assert 50 < len(actions) <= stats["puts"], (len(actions), stats)
-    blobs = 0
+    # Compression is on by default: each value is stored raw or zstd-compressed, as its
+    # record says (the second runner's Redis hits below are served from these).
+    blobs = packed = stored = output = 0
     for key in actions:
         h = rclient.hgetall(key)
         assert {b"oid", b"size", b"time"} <= set(h), (key, h)
-        if h.get(b"ref") == b"o":
+        size, oid = int(h[b"size"]), h[b"oid"]
+        assert isinstance(oid, bytes)
+        output += size
+        if b"zsize" in h:
+            packed += 1
+            zsize = int(h[b"zsize"])
+            assert zsize < size and b"body" not in h, key
+            if h.get(b"ref") == b"z":
+                blobs += 1
+                assert rclient.strlen(b"gocache:z:" + oid) == zsize, key
+            else:
+                assert len(h[b"zbody"]) == zsize, key
+            stored += zsize
+        elif h.get(b"ref") == b"o":
             blobs += 1
-            oid = h[b"oid"]
-            assert isinstance(oid, bytes)
-            blob = rclient.strlen(b"gocache:o:" + oid)
-            assert blob == int(h[b"size"]), key
+            assert rclient.strlen(b"gocache:o:" + oid) == size, key
+            stored += size
         else:
-            assert len(h[b"body"]) == int(h[b"size"]), key
-    # Package archives of the runtime are far above the inline threshold.
-    assert blobs > 0
+            assert len(h[b"body"]) == size, key
+            stored += size
+    # Package archives of the runtime are far above the inline threshold, and compress.
+    assert blobs > 0 and packed > 10
+    assert stored < 0.6 * output, (stored, output)
     # Outputs behind the local DiskPaths are real files.
     outputs = [p for p in a.helper_dir.rglob("*") if p.is_file()]
     assert len(outputs) > 50
