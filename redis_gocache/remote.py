@@ -245,7 +245,7 @@ class Remote:
             return
         start = time.perf_counter()
         try:
-            self.store.put(action_id, entry, path)
+            stored = self.store.put(action_id, entry, path)
         except RemoteError as exc:
             self.stats.add(upload_errors=1)
             self._failed(exc, writing=True)
@@ -261,7 +261,8 @@ class Remote:
         finally:
             self.stats.add(remote_wait_seconds=time.perf_counter() - start)
         self._ok()
-        self.stats.add(uploads=1, upload_bytes=entry.size)
+        # As stored: the bytes Redis (or the spill directory) holds for it, compressed or not.
+        self.stats.add(uploads=1, upload_bytes=stored)
 
     def refresh(self, items: Sequence[tuple[bytes, Entry]]) -> bool:
         """Push out the TTLs of entries served this run; True if Redis took it."""

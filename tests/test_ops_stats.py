@@ -36,7 +36,7 @@ def seed_keys(client: redis.Redis, prefix: str, actions: int, blobs: int = 0) ->
 
 RUN = {"runs": 1, "gets": 10, "hits": 8, "local_hits": 6, "remote_hits": 2, "misses": 2,
        "puts": 2, "hit_bytes": 4096, "remote_hit_bytes": 1024, "put_bytes": 2048,
-       "uploads": 2, "upload_bytes": 2048, "redis_wait_ms": 1500, "rejected": 1,
+       "uploads": 2, "upload_bytes": 512, "redis_wait_ms": 1500, "rejected": 1,
        "rejected:hash": 1}
 
 
@@ -61,6 +61,8 @@ def test_json_counts_and_hit_rate(redis_server: RedisServer, redis_client: redis
     assert text.exit_code == 0
     assert "2 runs, 20 gets: 16 hits (80.0%; 12 local, 4 redis)" in text.output
     assert "20 action keys" in text.output
+    # Uploads count bytes as stored: compressed, a quarter of what go put.
+    assert "0.25 per output byte written" in text.output
 
 
 def test_sampling_estimates_each_namespace(redis_server: RedisServer,

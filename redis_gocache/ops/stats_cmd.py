@@ -235,7 +235,7 @@ def render_text(data: Mapping[str, Any]) -> str:
                 f"  {t.get('puts', 0)} puts ({t.get('put_errors', 0)} errors); "
                 f"{hb(t.get('hit_bytes', 0))} read ({hb(t.get('remote_hit_bytes', 0))} "
                 f"from redis), {hb(t.get('put_bytes', 0))} written "
-                f"({hb(t.get('upload_bytes', 0))} uploaded); "
+                f"({hb(t.get('upload_bytes', 0))} stored in Redis{stored_ratio(t)}); "
                 f"redis wait {t.get('redis_wait_ms', 0) / 1000:.1f} s")
             if t.get("updated"):
                 when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t["updated"]))
@@ -253,6 +253,16 @@ def render_text(data: Mapping[str, Any]) -> str:
         lines.append(f"  redis keys ({how}): {', '.join(parts) or 'none'}; "
                      f"total {hb(sum(mem.values()))}")
     return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def stored_ratio(totals: dict[str, Any]) -> str:
+    """What the uploads took as stored (compressed or not) per byte of output uploaded, when
+    the helpers' counters say: ", 0.26 per output byte". Counters from helpers before
+    compression count output bytes, so a fleet mid-upgrade shows a figure between the two."""
+    uploaded, puts = totals.get("upload_bytes", 0), totals.get("put_bytes", 0)
+    if not uploaded or not puts:
+        return ""
+    return f", {uploaded / puts:.2f} per output byte written"
 
 
 COUNTER_HELP = {
@@ -278,7 +288,7 @@ BYTES_HELP = {
     "hit_bytes": ("read_bytes", "Bytes of outputs served on hits"),
     "remote_hit_bytes": ("redis_read_bytes", "Bytes of outputs fetched from Redis"),
     "put_bytes": ("written_bytes", "Bytes of outputs put by go"),
-    "upload_bytes": ("uploaded_bytes", "Bytes uploaded to Redis"),
+    "upload_bytes": ("uploaded_bytes", "Bytes uploaded to Redis, as stored (compressed)"),
 }
 """Fleet byte counters, exported as ``redis_gocache_<metric>_total``: field: (metric, help)."""
 

@@ -43,8 +43,9 @@ class RemoteStore(Protocol):
         miss, a record to reject), or ``None``: ask :meth:`get`."""
         ...
 
-    def put(self, action_id: bytes, entry: Entry, path: str) -> None:
-        """Store ``entry`` for ``action_id``, its body read from the local file ``path``."""
+    def put(self, action_id: bytes, entry: Entry, path: str) -> int:
+        """Store ``entry`` for ``action_id``, its body read from the local file ``path``;
+        the bytes the value takes as stored (compressed or not)."""
         ...
 
     def refresh(self, items: Sequence[tuple[bytes, Entry]]) -> None:

@@ -71,7 +71,7 @@ class MemoryStore:
                     found.append(functools.partial(self._serve, record))
         return found
 
-    def put(self, action_id: bytes, entry: Entry, path: str) -> None:
+    def put(self, action_id: bytes, entry: Entry, path: str) -> int:
         self._check()
         with open(path, "rb") as f:
             body = f.read()
@@ -81,6 +81,7 @@ class MemoryStore:
             else:
                 self.blobs[entry.output_id] = body
                 self.records[action_id] = (entry, None)
+        return len(body)  # stored as it is
 
     def refresh(self, items: Sequence[tuple[bytes, Entry]]) -> None:
         self._check()

@@ -336,15 +336,15 @@ class RedisStore:
 
     # -- writes -----------------------------------------------------------------------
 
-    def put(self, action_id: bytes, entry: Entry, path: str) -> None:
+    def put(self, action_id: bytes, entry: Entry, path: str) -> int:
         self._writing()
         keys = [self.keys.action(action_id)]
         if entry.size > self.inline_max and self.spill is None:
             keys += [self.keys.blob(entry.output_id), self.keys.zblob(entry.output_id)]
         with self._shard(*keys):
-            self._put(action_id, entry, path)
+            return self._put(action_id, entry, path)
 
-    def _put(self, action_id: bytes, entry: Entry, path: str) -> None:
+    def _put(self, action_id: bytes, entry: Entry, path: str) -> int:
         akey = self.keys.action(action_id)
         sig = self.signer.sign(action_id, entry) if self.signer is not None else None
         if self.spill is not None and entry.size > self.inline_max:
@@ -357,7 +357,7 @@ class RedisStore:
                 pipe = self.client().pipeline(transaction=True)
                 self._write_record(pipe, akey, fields)
                 pipe.execute()
-            return
+            return entry.size if zsize is None else zsize
         # Read small bodies before talking to Redis: a local file that vanished is not an
         # outage (inside _translate an OSError would be taken for one).
         data = upload.read_file(path) if entry.size <= upload.STREAM_CHUNK else None
@@ -366,8 +366,7 @@ class RedisStore:
             from redis_gocache.store.compress import compress_bytes
             packed = compress_bytes(data)
         if data is None:
-            self._put_large(akey, entry, path, sig)
-            return
+            return self._put_large(akey, entry, path, sig)
         zsize = None if packed is None else len(packed)
         with self.translate_errors():
             client = self.client()
@@ -376,7 +375,7 @@ class RedisStore:
                 self._write_record(pipe, akey, fields_for(
                     entry, body=data if packed is None else packed, sig=sig, zsize=zsize))
                 pipe.execute()
-                return
+                return entry.size if zsize is None else zsize
             fields = fields_for(entry, sig=sig, zsize=zsize)
             if packed is None:
                 okey = self.keys.blob(entry.output_id)
@@ -389,15 +388,15 @@ class RedisStore:
                 pipe = client.pipeline(transaction=True)
                 self._write_record(pipe, akey, fields)
                 pipe.execute()
-                return
+                return len(data)
             # One round trip: the blob, then the record, in one MULTI.
             pipe = client.pipeline(transaction=True)
             pipe.set(okey, data, ex=self.ttl)
             self._write_record(pipe, akey, fields)
             pipe.execute()
-            return
+            return len(data)
 
-    def _put_large(self, akey: str, entry: Entry, path: str, sig: str | None) -> None:
+    def _put_large(self, akey: str, entry: Entry, path: str, sig: str | None) -> int:
         """A blob above STREAM_CHUNK: uploaded in pieces, from a compressed scratch copy
         when that is worth it."""
         zsize: int | None = None
@@ -411,18 +410,17 @@ class RedisStore:
                 pipe.strlen(zkey)
                 there, length = pipe.execute()
             if there and 0 < length < entry.size:
-                self._put_blob(akey, zkey, entry, None, length, sig)
-                return
+                return self._put_blob(akey, zkey, entry, None, length, sig)
             with self._packed_file(path, entry.size) as (zpath, zsize):
                 if zpath is not None:
-                    self._put_blob(akey, zkey, entry, zpath, zsize, sig)
-                    return
-        self._put_blob(akey, self.keys.blob(entry.output_id), entry, path, None, sig)
+                    return self._put_blob(akey, zkey, entry, zpath, zsize, sig)
+        return self._put_blob(akey, self.keys.blob(entry.output_id), entry, path, None, sig)
 
     def _put_blob(self, akey: str, okey: str, entry: Entry, path: str | None,
-                  zsize: int | None, sig: str | None) -> None:
+                  zsize: int | None, sig: str | None) -> int:
         """Upload the file ``path`` (``zsize`` bytes if compressed, else the entry's size) to
-        ``okey`` unless it is there (``path`` None: known to be), then the record."""
+        ``okey`` unless it is there (``path`` None: known to be), then the record; the size
+        of the value as stored."""
         size = entry.size if zsize is None else zsize
         with self.translate_errors():
             client = self.client()
@@ -438,6 +436,7 @@ class RedisStore:
                 pipe.expire(okey, self.ttl)
             self._write_record(pipe, akey, fields_for(entry, sig=sig, zsize=zsize))
             pipe.execute()
+        return size
 
     @contextmanager
     def _packed_file(self, path: str, size: int) -> Iterator[tuple[str | None, int | None]]:
