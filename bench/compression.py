@@ -28,6 +28,7 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -79,16 +80,20 @@ def go_env(work: Path, name: str) -> dict[str, str]:
     return env
 
 
-def go_build(packages: list[str], work: Path, env: dict[str, str]) -> float:
+def go_build(packages: list[str], work: Path, env: dict[str, str]) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system of go and every helper it ran)."""
     go = shutil.which("go")
     if go is None:
         raise SystemExit("`go` is not on PATH")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
     proc = subprocess.run([go, "build", *packages], cwd=work, env=env, capture_output=True,
                           text=True, timeout=1800, stdin=subprocess.DEVNULL)
+    wall = time.monotonic() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise SystemExit(f"go build failed:\n{proc.stderr[-3000:]}")
-    return time.monotonic() - start
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def entries(root: Path) -> list[tuple[bytes, Entry, str]]:
@@ -184,7 +189,7 @@ def main() -> int:
             RedisServer() as local:
         work = Path(tmp)
         env = go_env(work, "recorder")
-        result["cold_local_seconds"] = go_build(args.packages, work, env)
+        result["cold_local_seconds"] = go_build(args.packages, work, env)[0]
         items = entries(Path(env["REDIS_GOCACHE_DIR"]) / "v1")
         cached = sum(e.size for _, e, _ in items)
         result.update(entries=len(items), output_bytes=cached)
@@ -209,6 +214,7 @@ def main() -> int:
         client.close()
 
         times: dict[str, dict[str, list[float]]] = {}
+        cpus: dict[str, dict[str, list[float]]] = {}
         with contextlib.ExitStack() as stack:
             urls: dict[str, str] = {}
             if "loopback" in places:
@@ -235,17 +241,19 @@ def main() -> int:
                                    REDIS_GOCACHE_TIMEOUT="10")
                         stats_file = work / f"stats-{runs}.jsonl"
                         env["REDIS_GOCACHE_STATS_FILE"] = str(stats_file)
-                        seconds = go_build(args.packages, work, env)
+                        seconds, cpu = go_build(args.packages, work, env)
                         shutil.rmtree(work / f"run-{runs}", ignore_errors=True)
                         rows = [json.loads(line) for line in stats_file.read_text().splitlines()]
                         hits = sum(int(r["remote_hits"]) for r in rows)
                         misses = sum(int(r["misses"]) for r in rows)
-                        print(f"rep {rep} {place:8} {mode:4} {seconds:6.2f}s "
+                        print(f"rep {rep} {place:8} {mode:4} {seconds:6.2f}s, CPU {cpu:5.2f}s "
                               f"({hits} Redis hits, {misses} misses)", flush=True)
                         if rep:
                             times.setdefault(place, {}).setdefault(mode, []).append(seconds)
+                            cpus.setdefault(place, {}).setdefault(mode, []).append(cpu)
 
     result["new_runner_seconds"] = times
+    result["new_runner_cpu_seconds"] = cpus
     print(f"\nRedis bytes per output byte: none "
           f"{memory['none']['redis_bytes_per_output_byte']:.3f}, zstd "
           f"{memory['zstd']['redis_bytes_per_output_byte']:.3f}; writer CPU none "
@@ -253,9 +261,12 @@ def main() -> int:
     summary = {}
     for place, by_mode in times.items():
         med = {mode: statistics.median(xs) for mode, xs in by_mode.items()}
-        summary[place] = {**med, "none_over_zstd": med["none"] / med["zstd"]}
+        cpu = {mode: statistics.median(xs) for mode, xs in cpus[place].items()}
+        summary[place] = {**med, "none_over_zstd": med["none"] / med["zstd"],
+                          "cpu": cpu}
         print(f"new runner, {place:8}: none {med['none']:.2f}s, zstd {med['zstd']:.2f}s "
-              f"(medians of {args.reps}); none/zstd = {med['none'] / med['zstd']:.2f}")
+              f"(medians of {args.reps}); none/zstd = {med['none'] / med['zstd']:.2f}; "
+              f"CPU none {cpu['none']:.2f}s, zstd {cpu['zstd']:.2f}s")
     result["summary"] = summary
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")

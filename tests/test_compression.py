@@ -353,3 +353,20 @@ def test_decompressing_sink_hands_out_bounded_pieces() -> None:
     expanding(frame)
     expanding.finish()
     assert sum(sizes) == len(body) and max(sizes) <= compress.OUT_PIECE
+
+
+def test_spill_trim_removes_old_compressed_files(redis_server, client, tmp_path) -> None:
+    from redis_gocache.ops.spill_trim import trim_spill
+
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    s = make_store(redis_server.url, spill=SpillDir(str(volume)))
+    _, old = put(s, tmp_path, packable(2 * MiB, seed=3))
+    _, new = put(s, tmp_path, packable(2 * MiB, seed=4))
+    s.close()
+    old_file = volume / pointer_for(old.output_id, packed=True)
+    new_file = volume / pointer_for(new.output_id, packed=True)
+    month_ago = old_file.stat().st_mtime - 30 * 86400
+    os.utime(old_file, (month_ago, month_ago))
+    result = trim_spill(str(volume), max_age=7 * 86400)
+    assert result.outputs_removed == 1 and not old_file.exists() and new_file.exists()
