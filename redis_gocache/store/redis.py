@@ -338,10 +338,9 @@ class RedisStore:
 
     def put(self, action_id: bytes, entry: Entry, path: str) -> int:
         self._writing()
-        keys = [self.keys.action(action_id)]
-        if entry.size > self.inline_max and self.spill is None:
-            keys += [self.keys.blob(entry.output_id), self.keys.zblob(entry.output_id)]
-        with self._shard(*keys):
+        # The record's node here; a blob's (raw or compressed: known only once compressed)
+        # around each command on it, so a failure marks only the nodes that took part.
+        with self._shard(self.keys.action(action_id)):
             return self._put(action_id, entry, path)
 
     def _put(self, action_id: bytes, entry: Entry, path: str) -> int:
@@ -384,7 +383,8 @@ class RedisStore:
             # At most STREAM_CHUNK: one SET.
             if self._clustered:
                 # Two slots: the blob is stored before the record that points at it.
-                client.set(okey, data, ex=self.ttl)
+                with self._shard(okey), self.translate_errors():
+                    client.set(okey, data, ex=self.ttl)
                 pipe = client.pipeline(transaction=True)
                 self._write_record(pipe, akey, fields)
                 pipe.execute()
@@ -404,7 +404,7 @@ class RedisStore:
             # Compressed already (the same output from another action or runner)? It only
             # needs its TTL pushed out; EXPIRE answers whether it exists, STRLEN its size.
             zkey = self.keys.zblob(entry.output_id)
-            with self.translate_errors():
+            with self._shard(zkey), self.translate_errors():
                 pipe = self.client().pipeline(transaction=False)
                 pipe.expire(zkey, self.ttl)
                 pipe.strlen(zkey)
@@ -422,7 +422,7 @@ class RedisStore:
         ``okey`` unless it is there (``path`` None: known to be), then the record; the size
         of the value as stored."""
         size = entry.size if zsize is None else zsize
-        with self.translate_errors():
+        with self._shard(okey), self.translate_errors():
             client = self.client()
             # A large blob that is already stored (same output from another action, or another
             # runner) only needs its TTL pushed out; EXPIRE answers whether it exists.
@@ -431,6 +431,8 @@ class RedisStore:
                 # in the upload key as a hash tag.
                 tkey = self.keys.upload(os.urandom(16), okey if self._clustered else None)
                 upload.upload(client, tkey, okey, path, size, self.ttl, self._clustered)
+        with self.translate_errors():
+            client = self.client()
             pipe = client.pipeline(transaction=True)
             if not self._clustered:  # clustered: the EXPIRE or upload above set the TTL
                 pipe.expire(okey, self.ttl)
