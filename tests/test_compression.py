@@ -370,3 +370,17 @@ def test_spill_trim_removes_old_compressed_files(redis_server, client, tmp_path)
     os.utime(old_file, (month_ago, month_ago))
     result = trim_spill(str(volume), max_age=7 * 86400)
     assert result.outputs_removed == 1 and not old_file.exists() and new_file.exists()
+
+
+def test_a_large_output_that_does_not_shrink_at_first_is_given_up_early(tmp_path) -> None:
+    """Random bytes first, then zeros: the whole would shrink, but the probe of the first
+    pieces decides (so an incompressible 256 MiB output costs 4 MiB of compressing)."""
+    src = tmp_path / "mixed"
+    src.write_bytes(unpackable(compress.PROBE + compress.IN_PIECE) + bytes(16 * MiB))
+    size = src.stat().st_size
+    assert compress.compress_file(str(src), str(tmp_path / "z"), size) is None
+    assert not (tmp_path / "z").exists()
+    # Zeros first: it shrinks from the start, and is kept.
+    src.write_bytes(bytes(16 * MiB) + unpackable(MiB))
+    zsize = compress.compress_file(str(src), str(tmp_path / "z"), src.stat().st_size)
+    assert zsize is not None and zsize == (tmp_path / "z").stat().st_size < 2 * MiB

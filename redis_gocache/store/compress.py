@@ -54,6 +54,9 @@ change what a reader pays, so no option for it."""
 IN_PIECE = 1024 * 1024
 """Bytes read from a local file per step when compressing it."""
 
+PROBE = 4 * 1024 * 1024
+"""After this much of a large output, one that has not shrunk enough so far is stored raw."""
+
 OUT_PIECE = 1024 * 1024
 """Most bytes one step of decompression hands to the sink: a 4 MiB piece from Redis may
 expand many times over, and no more than this of it is held at once."""
@@ -98,12 +101,16 @@ def compress_file(src: str, dst: str, size: int) -> int | None:
     compressor = module.ZstdCompressor(LEVEL)
     # The frame header carries the size, which lets a reader check it before expanding.
     compressor.set_pledged_input_size(size)
-    written = 0
+    written = read = 0
     try:
         with open(src, "rb") as f, open(dst, "xb") as out:
             while piece := f.read(IN_PIECE):
+                read += len(piece)
                 written += out.write(compressor.compress(piece))
-                if written > limit:
+                # An output that does not shrink (already compressed, random) is known after
+                # a few pieces: stop there rather than compress the rest of it for nothing.
+                if written > limit or (read >= PROBE and not worth(read, written)):
+                    written = size
                     break
             else:
                 written += out.write(compressor.flush())
