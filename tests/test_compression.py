@@ -384,3 +384,11 @@ def test_a_large_output_that_does_not_shrink_at_first_is_given_up_early(tmp_path
     src.write_bytes(bytes(16 * MiB) + unpackable(MiB))
     zsize = compress.compress_file(str(src), str(tmp_path / "z"), src.stat().st_size)
     assert zsize is not None and zsize == (tmp_path / "z").stat().st_size < 2 * MiB
+
+
+def test_a_compressed_blob_evicted_under_its_record_is_a_miss(store, client, tmp_path) -> None:
+    action, entry = put(store, tmp_path, packable(2 * MiB))
+    assert client.delete(f"{PREFIX}z:{entry.output_id.hex()}") == 1  # as an eviction would
+    with pytest.raises(RejectedEntry) as info:
+        fetch(store, action)
+    assert info.value.kind == "missing_blob"
