@@ -227,8 +227,9 @@ def client_of(srv: RedisServer, **kw: Any) -> redis.Redis:
 
 
 def seed(streams: Sequence[Sequence[Req]], tmp_path: Path, url: str) -> list[Played]:
-    """A writer runner fills Redis from the recording."""
-    played = replay(streams, tmp_path / "seeder", url)
+    """A writer runner fills Redis from the recording, uncompressed: the corruption matrix
+    mutates raw records and blobs (compressed ones: tests/test_compression.py)."""
+    played = replay(streams, tmp_path / "seeder", url, {"REDIS_GOCACHE_COMPRESSION": "none"})
     assert total(played, "uploads") == total(played, "puts"), [p.stats for p in played]
     assert total(played, "upload_errors") == 0
     return played
