@@ -23,7 +23,8 @@ NODE_TIMEOUT_MS = 1000
 """``cluster-node-timeout`` and sentinel ``down-after-milliseconds`` of the test topologies."""
 
 
-def _wait(what: str, check: Callable[[], bool], timeout: float) -> None:
+def wait_until(what: str, check: Callable[[], bool], timeout: float = 30) -> None:
+    """Poll ``check`` until it is true (Redis and socket errors count as not yet)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -85,7 +86,7 @@ class Cluster:
                 check=True, capture_output=True, timeout=60, stdin=subprocess.DEVNULL,
             )  # fmt: skip
             for port in self.ports:
-                _wait(f"cluster node {port} to report ok",
+                wait_until(f"cluster node {port} to report ok",
                       lambda port=port: _info_cluster(port).get("cluster_state") == "ok", 30)
         except BaseException:
             self.cleanup()
@@ -117,7 +118,7 @@ class Cluster:
         dead.stop()
         for node in self.nodes:
             if node.proc is not None:
-                _wait(f"node {node.port} to see {dead.port} fail",
+                wait_until(f"node {node.port} to see {dead.port} fail",
                       lambda node=node: _sees_fail(node.port, dead.port), 30)
 
     def cleanup(self) -> None:
@@ -182,7 +183,7 @@ class SentinelServer:
     def start(self) -> SentinelServer:
         self.proc = subprocess.Popen([redis_server_binary(), self.conf, "--sentinel"],
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-        _wait(f"sentinel on {self.port}", self._ready, 10)
+        wait_until(f"sentinel on {self.port}", self._ready, 10)
         return self
 
     def _ready(self) -> bool:
@@ -245,11 +246,11 @@ class SentinelGroup:
             self.primary.start()
             self.replica.extra_args += ["--replicaof", "127.0.0.1", str(self.primary.port)]
             self.replica.start()
-            _wait("the replica to sync",
+            wait_until("the replica to sync",
                   lambda: _info(self.replica.port, "replication").get("master_link_status")
                   == "up", 30)
             self.sentinel = SentinelServer(self.primary.port, self.service).start()
-            _wait("the sentinel to find the replica", lambda: self._sentinel_knows_replica(), 30)
+            wait_until("the sentinel to find the replica", self._sentinel_knows_replica, 30)
         except BaseException:
             self.cleanup()
             raise
@@ -275,15 +276,15 @@ class SentinelGroup:
 
     def wait_failover(self, old_port: int, timeout: float = 30) -> int:
         """Wait until the sentinel names another primary and that one accepts writes."""
-        _wait("the failover", lambda: self.current_primary_port() != old_port, timeout)
+        wait_until("the failover", lambda: self.current_primary_port() != old_port, timeout)
         port = self.current_primary_port()
-        _wait("the new primary to take writes",
+        wait_until("the new primary to take writes",
               lambda: _info(port, "replication").get("role") == "master", timeout)
         old = self.primary if self.primary.port == old_port else self.replica
         if old.proc is not None:
             # Until the sentinel demotes it, the old primary still takes the writes of clients
             # connected to it (and loses them when it resyncs).
-            _wait("the old primary to become a replica",
+            wait_until("the old primary to become a replica",
                   lambda: _info(old_port, "replication").get("role") == "slave", timeout)
         return port
 

@@ -14,7 +14,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +26,7 @@ import redis
 
 from tests.e2e.test_go_build import GO_TIMEOUT, HELLO, make_runner, write_module
 from tests.redisproc import free_port
+from tests.redistopo import wait_until
 from tests.test_helm import FULLNAME, NAMESPACE, Rendered, render, required_tool
 
 HA_VALUES: dict[str, Any] = {
@@ -39,17 +40,6 @@ COOLDOWN = 3.0
 """Breaker cool-down of the helpers here (production: 30 s)."""
 
 
-def _wait(what: str, check: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if check():
-                return
-        except (redis.RedisError, OSError):
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 @dataclass
@@ -183,9 +173,9 @@ class HaRelease:
     def start_pod(self, pod: Pod) -> None:
         self.prepare(pod)
         self.start(pod, "redis")
-        _wait(f"{pod.name} redis", lambda: self.redis(pod).ping(), 20)
+        wait_until(f"{pod.name} redis", lambda: self.redis(pod).ping(), 20)
         self.start(pod, "sentinel")
-        _wait(f"{pod.name} sentinel to name a primary",
+        wait_until(f"{pod.name} sentinel to name a primary",
               lambda: self.named_primary(pod) is not None, 20)
 
     # -- clients ------------------------------------------------------------------------
@@ -254,7 +244,7 @@ def running_release(values: dict[str, Any], tmp_path: Path,
         for pod in rel.pods:
             rel.start_pod(pod)
         first = rel.pods[0]
-        _wait("the three pods to settle", lambda: rel.settled(first, rel.pods), 60)
+        wait_until("the three pods to settle", lambda: rel.settled(first, rel.pods), 60)
         yield rel
     except BaseException:
         for pod in rel.pods:
@@ -280,7 +270,7 @@ def test_the_rendered_pods_form_one_primary_and_two_replicas(release: HaRelease)
     for pod in replicas:
         replica = redis.Redis(host="127.0.0.1", port=pod.redis_port,
                               username="gocache-writer", password=password, socket_timeout=3)
-        _wait("the replica to copy the write",
+        wait_until("the replica to copy the write",
               lambda r=replica: r.get(f"{PREFIX}o:ha-check") == b"1", 10)
         with pytest.raises(redis.exceptions.ReadOnlyError):
             replica.set(f"{PREFIX}o:ha-check", b"2")
@@ -358,10 +348,10 @@ def test_go_build_survives_failover_and_a_new_runner_uses_the_promoted_replica(
 
     # The two live sentinels (the quorum) agree on a promoted replica.
     alive = release.pods[1:]
-    _wait("a promoted replica", lambda: release.named_primary(alive[0]) not in (
+    wait_until("a promoted replica", lambda: release.named_primary(alive[0]) not in (
         None, first.redis_port), 30)
     promoted = release.pod_of_port(release.named_primary(alive[0]) or 0)
-    _wait("the two live pods to settle", lambda: release.settled(promoted, alive), 60)
+    wait_until("the two live pods to settle", lambda: release.settled(promoted, alive), 60)
 
     # A new runner, once any breaker A's helpers set has cooled down, is served from the
     # promoted replica: the only primary left, whose keyspace hits count its gets.
@@ -378,7 +368,7 @@ def test_go_build_survives_failover_and_a_new_runner_uses_the_promoted_replica(
 
     # The killed pod comes back (a new pod: empty volumes) as a replica of the new primary.
     release.start_pod(first)
-    _wait("the returning pod to settle", lambda: release.settled(promoted, release.pods), 60)
+    wait_until("the returning pod to settle", lambda: release.settled(promoted, release.pods), 60)
     assert f"starting as replica of 127.0.0.1:{promoted.redis_port}" in first.log("redis")
 
 
@@ -400,7 +390,7 @@ def test_a_primary_back_before_the_sentinels_noticed_does_not_empty_the_cache(
         def keys(pod: Pod) -> int:
             return int(release.redis(pod).info("keyspace").get("db0", {}).get("keys", 0))
 
-        _wait("the replicas to copy the keys",
+        wait_until("the replicas to copy the keys",
               lambda: all(keys(p) >= 50 for p in release.pods[1:]), 20)
         first.kill()
         release.start_pod(first)  # at once: the sentinels still name it
@@ -408,13 +398,13 @@ def test_a_primary_back_before_the_sentinels_noticed_does_not_empty_the_cache(
         starts = re.findall(r"starting as (.*)", first.log("redis"))
         assert starts[-1] in {f"replica of 127.0.0.1:{p.redis_port}" for p in release.pods[1:]}
         # It asked the sentinels to promote a replica, at once (down-after is a minute here).
-        _wait("a replica to be promoted", lambda: release.named_primary(second) not in (
+        wait_until("a replica to be promoted", lambda: release.named_primary(second) not in (
             None, first.redis_port), 20)
         promoted = release.pod_of_port(release.named_primary(second) or 0)
-        _wait("the pods to settle", lambda: release.settled(promoted, release.pods), 30)
+        wait_until("the pods to settle", lambda: release.settled(promoted, release.pods), 30)
         # It copies a peer instead of being copied: the keys are back on it, and still on the
         # replicas.
-        _wait("the returning pod to copy its peer", lambda: keys(first) >= 50, 20)
+        wait_until("the returning pod to copy its peer", lambda: keys(first) >= 50, 20)
         assert all(keys(p) >= 50 for p in release.pods[1:])
         w.close()
 
@@ -460,7 +450,7 @@ def test_ha_over_tls_with_the_ca_from_the_runner_config_map(tmp_path: Path) -> N
         for pod in release.pods[1:]:
             reader = redis.Redis(host="127.0.0.1", port=pod.redis_port, socket_timeout=3,
                                  username="gocache-writer", password=password, **release.tls)
-            _wait("the replica to copy the entry",
+            wait_until("the replica to copy the entry",
                   lambda r=reader: r.exists(f"{PREFIX}a:{'07' * 32}") == 1, 10)
             reader.close()
         # The helm test script, with its TLS flags, through the sentinels.
