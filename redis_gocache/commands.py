@@ -369,17 +369,26 @@ def flush(yes: bool, dry_run: bool, **values: Any) -> None:
                 click.echo(f"namespace {config.prefix!r} on {where} has no keys")
                 return
             summary = f"{found.matched} keys ({kinds}) of namespace {config.prefix!r} on {where}"
-            if dry_run:
-                click.echo(f"would delete {summary}")
+            if not _go_ahead("delete", summary, dry_run=dry_run, yes=yes):
                 return
-            if not yes:
-                click.confirm(f"Delete {summary}?", abort=True, err=True)
             with translated(store), _Bar(found.matched, "deleting") as step:
                 done = flushing.flush(client, config.prefix, progress=step)
         finally:
             store.close()
     click.echo(f"deleted {done.deleted} keys of namespace {config.prefix!r}"
                + (f"; left {done.foreign} other keys under the prefix" if done.foreign else ""))
+
+
+def _go_ahead(verb: str, summary: str, *, dry_run: bool, yes: bool) -> bool:
+    """The confirmation rule of the commands that delete (flush, clear, zero): with
+    ``--dry-run`` say what would be done and do nothing; else ask on the terminal unless
+    ``--yes``. Aborts (exit 1) when the answer is no."""
+    if dry_run:
+        click.echo(f"would {verb} {summary}")
+        return False
+    if not yes:
+        click.confirm(f"{verb.capitalize()} {summary}?", abort=True, err=True)
+    return True
 
 
 @click.command("keygen")
@@ -533,11 +542,8 @@ def clear(yes: bool, dry_run: bool, **values: Any) -> None:
     if not files:
         click.echo(f"the local directory {config.cache_dir} holds no cache files")
         return
-    if dry_run:
-        click.echo(f"would remove {summary}")
+    if not _go_ahead("remove", summary, dry_run=dry_run, yes=yes):
         return
-    if not yes:
-        click.confirm(f"Remove {summary}?", abort=True, err=True)
     clearing(config.cache_dir)
     click.echo(f"removed {summary}")
 
@@ -564,11 +570,8 @@ def zero(yes: bool, dry_run: bool, **values: Any) -> None:
         click.echo(f"no counters to zero under {config.cache_dir}"
                    + (f" or in {config.stats_file}" if config.stats_file else ""))
         return
-    if dry_run:
-        click.echo(f"would zero {summary}")
+    if not _go_ahead("zero", summary, dry_run=dry_run, yes=yes):
         return
-    if not yes:
-        click.confirm(f"Zero {summary}?", abort=True, err=True)
     zeroing(paths)
     click.echo(f"zeroed {summary}")
 
