@@ -121,21 +121,27 @@ class Cache:
         """A hit fetched from Redis into the local directory, verified, or ``None``."""
         if self.remote is None or not self.remote.readable:
             return None
-        if action_id in self._prefetch_rejected:
-            return None
-        event = self._claim(action_id)
-        if event is not None:
-            # The prefetcher is fetching it right now: wait for its file rather than fetch twice.
-            event.wait(CLAIM_WAIT)
-            found = self.local.lookup(action_id.hex())
-            if found is None:
+        deadline = time.monotonic() + CLAIM_WAIT
+        while True:
+            if action_id in self._prefetch_rejected:
                 return None
-            entry, path, _ = found
-            with self._inflight_lock:
-                self._prefetched.discard(action_id)
-            self._note_served(action_id, entry, local=False)
-            self.stats.add(remote_hits=1, hit_bytes=entry.size, remote_hit_bytes=entry.size)
-            return entry, path
+            event = self._claim(action_id)
+            if event is None:
+                break  # Ours to fetch.
+            # The prefetcher holds it: wait for its file rather than fetch twice.
+            left = deadline - time.monotonic()
+            if left <= 0 or not event.wait(left):
+                return None
+            found = self.local.lookup(action_id.hex())
+            if found is not None:
+                entry, path, _ = found
+                with self._inflight_lock:
+                    self._prefetched.discard(action_id)
+                self._note_served(action_id, entry, local=False)
+                self.stats.add(remote_hits=1, hit_bytes=entry.size, remote_hit_bytes=entry.size)
+                return entry, path
+            # Let go without a file: a batch read the record and left the blob for later, or
+            # the prefetcher stopped. Not a miss: claim it again, and most likely fetch it here.
         try:
             hit = self._fetch(action_id)
         finally:

@@ -227,3 +227,33 @@ def test_prefetch_many_fetches_inline_entries_and_releases_every_claim(
     with pytest.raises(RuntimeError):
         broken.cache.prefetch_many(actions)
     assert broken.cache._inflight == {}
+
+
+def test_get_waiting_on_a_claim_let_go_without_a_file_fetches_it_itself(tmp_path: Path) -> None:
+    """A prefetch batch reads a blob's record, then lets its claim go and fetches the blob
+    later: a get that waited on that claim must fetch the entry, not answer a miss."""
+    import threading
+
+    writer = Setup(tmp_path / "writer")
+    action, body = os.urandom(32), b"blob" * 100  # above inline_max: a blob
+    writer.put(action, body)
+    s = Setup(tmp_path / "reader", memory=writer.memory)
+    waiting = threading.Event()
+
+    class Watched(threading.Event):
+        def wait(self, timeout: float | None = None) -> bool:
+            waiting.set()
+            return super().wait(timeout)
+
+    assert s.cache._claim(action) is None  # the prefetcher's claim
+    s.cache._inflight[action] = Watched()
+    got: list[tuple[Entry, str] | None] = []
+    getter = threading.Thread(target=lambda: got.append(s.cache.get_remote(action)))
+    getter.start()
+    assert waiting.wait(10)
+    s.cache._release(action)  # let go, no file written
+    getter.join(10)
+    assert got and got[0] is not None, "answered a miss"
+    entry, path = got[0]
+    assert Path(path).read_bytes() == body and entry.size == len(body)
+    assert s.stats.remote_hits == 1 and s.cache._inflight == {}
