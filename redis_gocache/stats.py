@@ -83,6 +83,10 @@ class Stats:
         out["rejected_total"] = sum(out["rejected"].values())
         out["seconds"] = round(time.monotonic() - self.started, 3)
         out["remote_wait_seconds"] = round(self.remote_wait_seconds, 3)
+        # The helper's own CPU (every thread, user and system), what it costs a build's node:
+        # cmd/go does not wait for its helper to exit, so a parent's rusage misses it.
+        cpu = os.times()
+        out["cpu_seconds"] = round(cpu.user + cpu.system, 3)
         return out
 
     def summary_line(self) -> str:

@@ -55,6 +55,7 @@ STATS_KEYS = {
     "hit_bytes",
     "put_bytes",
     "remote_wait_seconds",
+    "cpu_seconds",
 }
 
 _TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z$")
@@ -807,6 +808,8 @@ def test_stdout_carries_only_json_and_stats_go_to_stderr(
     assert len(rows) == 2
     assert rows[1]["remote_hits"] == 4 and rows[1]["hits"] == 4 and rows[1]["gets"] == 4
     assert rows[1]["remote_wait_seconds"] >= 0
+    # Its own CPU: at least the interpreter's start-up, at most its life on every core.
+    assert 0 < rows[1]["cpu_seconds"] <= rows[1]["seconds"] * (os.cpu_count() or 1) + 1
 
 
 def rejected_total(row: dict[str, Any]) -> int:
