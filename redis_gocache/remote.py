@@ -34,7 +34,7 @@ from redis_gocache.store.disk import replace_private
 
 TYPE_CHECKING = False  # not typing's: see redis_gocache.config
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
     from redis_gocache.stats import Stats
     from redis_gocache.store.base import Pending, RemoteStore, Sink
@@ -300,6 +300,22 @@ class Remote:
             return False
         try:
             self.store.write_manifest(tag, action_ids)
+        except RemoteError as exc:
+            self._failed(exc, writing=True)
+            return False
+        except Exception as exc:  # noqa: BLE001 - see _unexpected
+            self._unexpected(exc)
+            return False
+        return True
+
+    def add_counters(self, counts: Mapping[str, int], paths: Mapping[str, int],
+                     now: float) -> bool:
+        """Add a run's fleet counters (:meth:`RemoteStore.add_counters`); True if Redis took
+        them. A failure is handled as any write's, so the caller keeps them for later."""
+        if not self.writable:
+            return False
+        try:
+            self.store.add_counters(counts, paths, now)
         except RemoteError as exc:
             self._failed(exc, writing=True)
             return False

@@ -9,7 +9,7 @@ import re
 
 import redis
 
-from redis_gocache.ops import fleet
+from redis_gocache.store import counters
 from tests.redisproc import RedisServer
 from tests.test_exporter import ExporterProcess
 from tests.test_helm import FULLNAME, ROOT, SCENARIOS, render
@@ -77,7 +77,7 @@ def test_every_query_names_a_metric_our_exporter_or_redis_exporter_emits() -> No
     # a helper pushes.
     with RedisServer() as server:
         client = redis.Redis(host="127.0.0.1", port=server.port)
-        fleet.push(client, "gocache:", {"runs": 1, "gets": 4, "hits": 3, "local_hits": 1,
+        counters.push(client, "gocache:", {"runs": 1, "gets": 4, "hits": 3, "local_hits": 1,
                                         "remote_hits": 2, "misses": 1, "puts": 1,
                                         "hit_bytes": 300, "remote_hit_bytes": 200,
                                         "get_errors": 1, "prefetched": 1, "trims": 1,

@@ -20,8 +20,8 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from redis_gocache.exceptions import ConfigError
-from redis_gocache.ops import fleet
 from redis_gocache.ops.exporter import metric_names, parse_listen
+from redis_gocache.store import counters
 from tests.redisproc import RedisServer, free_port
 
 READER = ("gocache-reader", "r" * 32)
@@ -114,8 +114,8 @@ def reader_url(server: RedisServer) -> str:
 def test_scrape_reads_the_fleet_counters_live(acl_redis: RedisServer) -> None:
     admin = redis.Redis(host="127.0.0.1", port=acl_redis.port, password="admin-pw")
     now = time.time()
-    fleet.push(admin, "gocache:", RUN, now=now)
-    fleet.push(admin, "gocache:", RUN, now=now - 86400)  # yesterday
+    counters.push(admin, "gocache:", RUN, now=now)
+    counters.push(admin, "gocache:", RUN, now=now - 86400)  # yesterday
     with ExporterProcess(reader_url(acl_redis)) as exp:
         got = exp.scrape()
         ns = {"prefix": "gocache:"}
@@ -133,7 +133,7 @@ def test_scrape_reads_the_fleet_counters_live(acl_redis: RedisServer) -> None:
         assert value(got, "redis_gocache_trimmed_bytes_total", **ns) == 14000
         assert value(got, "redis_gocache_redis_wait_seconds_total", **ns) == 3.0
         assert value(got, "redis_gocache_hit_ratio", **ns) == 0.8
-        today, yesterday = fleet.day(now), fleet.day(now - 86400)
+        today, yesterday = counters.day(now), counters.day(now - 86400)
         assert value(got, "redis_gocache_day_gets", day=today, **ns) == 10
         assert value(got, "redis_gocache_day_gets", day=yesterday, **ns) == 10
         assert value(got, "redis_gocache_day_trimmed_outputs", day=today, **ns) == 7
@@ -141,7 +141,7 @@ def test_scrape_reads_the_fleet_counters_live(acl_redis: RedisServer) -> None:
         assert {s.name for s in got} <= set(metric_names())
 
         # Read at scrape time: another run's push shows at the next scrape.
-        fleet.push(admin, "gocache:", RUN, now=now)
+        counters.push(admin, "gocache:", RUN, now=now)
         again = exp.scrape()
         assert value(again, "redis_gocache_gets_total", **ns) == 30
         assert value(again, "redis_gocache_day_gets", day=today, **ns) == 20
@@ -150,8 +150,8 @@ def test_scrape_reads_the_fleet_counters_live(acl_redis: RedisServer) -> None:
 
 def test_several_namespaces_and_days(acl_redis: RedisServer) -> None:
     admin = redis.Redis(host="127.0.0.1", port=acl_redis.port, password="admin-pw")
-    fleet.push(admin, "gocache:", RUN)
-    fleet.push(admin, "gocache:team2:", {**RUN, "gets": 5})
+    counters.push(admin, "gocache:", RUN)
+    counters.push(admin, "gocache:team2:", {**RUN, "gets": 5})
     with ExporterProcess(reader_url(acl_redis), "--namespace", "gocache:",
                          "--namespace", "gocache:team2:", "--days", "0") as exp:
         got = exp.scrape()

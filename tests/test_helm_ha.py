@@ -296,10 +296,10 @@ def test_the_rendered_pods_form_one_primary_and_two_replicas(release: HaRelease)
     assert "ok: reader set -> NOPERM" in done.stdout
     assert "writer and reader credentials work" in done.stdout
     # The fleet exporter, as the chart runs it: the reader's Sentinel URL.
-    from redis_gocache.ops import fleet
+    from redis_gocache.store import counters
     from tests.test_exporter import ExporterProcess, value
 
-    fleet.push(writer, PREFIX, {"runs": 1, "gets": 7, "hits": 5})
+    counters.push(writer, PREFIX, {"runs": 1, "gets": 7, "hits": 5})
     with ExporterProcess(release.runner_url("reader")) as exp:
         got = exp.scrape()
         assert value(got, "redis_gocache_fleet_up") == 1

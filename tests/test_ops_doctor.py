@@ -12,7 +12,8 @@ import pytest
 import redis
 
 from redis_gocache.config import resolve
-from redis_gocache.ops import doctor, fleet
+from redis_gocache.ops import doctor
+from redis_gocache.store import counters
 from tests.redisproc import RedisServer, free_port
 
 PASSWORD = "hunter2-very-secret"
@@ -162,8 +163,8 @@ def test_gocacheprog_and_checkout_paths(redis_server: RedisServer, redis_client:
     assert found["checkout path"].status == doctor.PASS
     assert "-trimpath" in found["checkout path"].message
 
-    fleet.push(redis_client, "gocache:", {"runs": 1}, {"/builds/a/app": 3})
-    fleet.push(redis_client, "gocache:", {"runs": 1}, {"/builds/b/app": 1})
+    counters.push(redis_client, "gocache:", {"runs": 1}, {"/builds/a/app": 3})
+    counters.push(redis_client, "gocache:", {"runs": 1}, {"/builds/b/app": 1})
     found = checks(env, tmp_path)
     assert found["checkout path"].status == doctor.WARN
     assert "2 checkout paths" in found["checkout path"].message

@@ -14,7 +14,7 @@ from click.testing import CliRunner, Result
 from prometheus_client.parser import text_string_to_metric_families
 
 from redis_gocache.cli import build_cli
-from redis_gocache.ops import fleet
+from redis_gocache.store import counters
 from tests.redisproc import RedisServer, free_port
 
 
@@ -42,8 +42,8 @@ RUN = {"runs": 1, "gets": 10, "hits": 8, "local_hits": 6, "remote_hits": 2, "mis
 
 def test_json_counts_and_hit_rate(redis_server: RedisServer, redis_client: redis.Redis) -> None:
     seed_keys(redis_client, "gocache:", 20, 3)
-    fleet.push(redis_client, "gocache:", RUN, {"/src/app": 1})
-    fleet.push(redis_client, "gocache:", RUN)
+    counters.push(redis_client, "gocache:", RUN, {"/src/app": 1})
+    counters.push(redis_client, "gocache:", RUN)
     res = invoke("stats", "--json", "--redis-url", redis_server.url)
     assert res.exit_code == 0, res.output
     data = json.loads(res.output)
@@ -54,7 +54,7 @@ def test_json_counts_and_hit_rate(redis_server: RedisServer, redis_client: redis
     assert ns["keys"] == {"action": 20, "blob": 3, "zblob": 0, "upload": 0, "manifest": 0,
                           "stats": 3}
     assert ns["memory_bytes"]["blob"] >= 3000
-    assert list(ns["days"]) == [fleet.day(time.time())]
+    assert list(ns["days"]) == [counters.day(time.time())]
     assert data["server"]["redis_version"].startswith("7.")
 
     text = invoke("stats", "--redis-url", redis_server.url)
@@ -90,8 +90,8 @@ def test_sampling_estimates_each_namespace(redis_server: RedisServer,
 def test_prometheus_output_parses(redis_server: RedisServer, redis_client: redis.Redis) -> None:
     odd = 'team "x"\\:'  # quotes and a backslash must be escaped in label values
     seed_keys(redis_client, "gocache:", 5, 1)
-    fleet.push(redis_client, "gocache:", RUN)
-    fleet.push(redis_client, odd, RUN)
+    counters.push(redis_client, "gocache:", RUN)
+    counters.push(redis_client, odd, RUN)
     res = invoke("stats", "--prometheus", "--namespace", "gocache:", "--namespace", odd,
                  "--redis-url", redis_server.url)
     assert res.exit_code == 0, res.output

@@ -32,6 +32,7 @@ from redis_gocache.ops.common import (
     scrub,
     translated,
 )
+from redis_gocache.store import counters
 from redis_gocache.store.keys import Keys
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
@@ -364,7 +365,7 @@ def path_check(config: Config, env: Mapping[str, str], cwd: str,
             store = open_store(config)
             try:
                 with translated(store):
-                    seen = fleet.read_paths(store.client(), config.prefix)
+                    seen = counters.read_paths(store.client(), config.prefix)
             finally:
                 store.close()
         except (RemoteError, ConfigError):

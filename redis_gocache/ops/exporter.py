@@ -34,8 +34,8 @@ from prometheus_client.exposition import start_wsgi_server
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from redis_gocache.exceptions import ConfigError, GoCacheError
-from redis_gocache.ops import fleet
 from redis_gocache.ops.stats_cmd import BYTES_HELP, COUNTER_HELP, HIT_SOURCES, HITS_HELP, hit_rate
+from redis_gocache.store import counters
 
 if TYPE_CHECKING:
     from redis_gocache.store.redis import RedisStore
@@ -65,7 +65,7 @@ def metric_names() -> list[str]:
              f"{METRIC}redis_wait_seconds_total"]
     names += [f"{METRIC}{field}_total" for field in COUNTER_HELP]
     names += [f"{METRIC}{name}_total" for name, _ in BYTES_HELP.values()]
-    names += [f"{METRIC}day_{field}" for field in fleet.COUNTERS]
+    names += [f"{METRIC}day_{field}" for field in counters.COUNTERS]
     return sorted(names)
 
 
@@ -95,7 +95,7 @@ class FleetCollector(Collector):
         try:
             with self._translate():
                 client = self._client()
-                read = {p: fleet.read(client, p, self._days) for p in self._prefixes}
+                read = {p: counters.read(client, p, self._days) for p in self._prefixes}
         except GoCacheError as exc:
             self._log(f"redis-gocache exporter: cannot read the fleet counters: {exc}")
             up.add_metric([], 0)
@@ -106,11 +106,11 @@ class FleetCollector(Collector):
         yield from self._totals(read)
         yield from self._per_day(read)
 
-    def _totals(self, read: dict[str, tuple[fleet.Counts, dict[str, fleet.Counts]]]
+    def _totals(self, read: dict[str, tuple[counters.Counts, dict[str, counters.Counts]]]
                 ) -> Iterator[Metric]:
         ns = ["prefix"]
 
-        def counter(name: str, help_: str, value: Callable[[fleet.Counts], float]
+        def counter(name: str, help_: str, value: Callable[[counters.Counts], float]
                     ) -> CounterMetricFamily:
             # prometheus-client adds the _total suffix of the exposition itself.
             family = CounterMetricFamily(f"{METRIC}{name}", help_, labels=ns)
@@ -118,7 +118,7 @@ class FleetCollector(Collector):
                 family.add_metric([prefix], value(totals))
             return family
 
-        def field_of(name: str) -> Callable[[fleet.Counts], float]:
+        def field_of(name: str) -> Callable[[counters.Counts], float]:
             return lambda totals: totals.get(name, 0)
 
         for field, help_ in COUNTER_HELP.items():
@@ -142,9 +142,9 @@ class FleetCollector(Collector):
                 last.add_metric([prefix], totals["updated"])
         yield from (hits, ratio, last)
 
-    def _per_day(self, read: dict[str, tuple[fleet.Counts, dict[str, fleet.Counts]]]
+    def _per_day(self, read: dict[str, tuple[counters.Counts, dict[str, counters.Counts]]]
                  ) -> Iterator[Metric]:
-        for field in fleet.COUNTERS:
+        for field in counters.COUNTERS:
             family = GaugeMetricFamily(f"{METRIC}day_{field}",
                                        f"The fleet counter {field} of one day (UTC)",
                                        labels=["prefix", "day"])

@@ -1,16 +1,8 @@
-"""Fleet statistics: every helper adds its counters to per-namespace hashes in Redis.
+"""Fleet statistics: when the helper adds its run's counters to Redis, and the spool.
 
-Keys (under the namespace's prefix, so the cache's ACL pattern covers them):
-
-* ``s:totals``: a hash of counters since the namespace was first used; TTL :data:`TOTALS_TTL`,
-  pushed out by every push, plus the field ``updated`` (epoch seconds of the last push).
-* ``s:day:<YYYY-MM-DD>`` (UTC): the same counters for one day; TTL :data:`DAY_TTL`.
-* ``s:paths:<YYYY-MM-DD>``: runs per checkout directory (the nearest directory above the
-  helper's working directory holding ``.git``), so ``doctor`` can tell when runners build at
-  different paths, which defeats sharing; TTL :data:`PATHS_TTL`.
-
-One push is one pipelined round trip of ``HINCRBY`` (non-zero counters only), ``HSET`` and
-``EXPIRE``.
+What the counters are in Redis (the ``s:`` hashes, their fields and lifetimes, the write and
+the reads) is :mod:`redis_gocache.store.counters`'s; this module turns a run's
+:class:`~redis_gocache.stats.Stats` into counters (:func:`counters`) and decides when they go.
 
 When a helper pushes (:func:`end_of_run`, after its last answer):
 
@@ -22,6 +14,11 @@ When a helper pushes (:func:`end_of_run`, after its last answer):
 * a run served entirely from the local directory must not import redis-py just for this: it
   writes its counters to the spool (one small file) and pushes only when the last push is
   more than :data:`PUSH_INTERVAL` old (one ``stat`` to find out).
+
+The push goes through the guard (:meth:`Remote.add_counters
+<redis_gocache.remote.Remote.add_counters>`), as every other Redis call of the helper: a
+failure is counted, said once and may trip the breaker like any write's, and the counters go
+back to the spool.
 """
 
 from __future__ import annotations
@@ -32,9 +29,8 @@ import time
 # As redis_gocache.wire: json.dumps(str) without importing the json package.
 from _json import encode_basestring_ascii as _json_string
 
-from redis_gocache.exceptions import GoCacheError
+from redis_gocache.store.counters import COUNTERS, Counts
 from redis_gocache.store.disk import open_private, touch_private
-from redis_gocache.store.keys import Keys
 
 # The helper imports this module after every run, so it keeps to light imports: not
 # typing's TYPE_CHECKING (see redis_gocache.config), and json only where a push reads the spool.
@@ -47,30 +43,11 @@ if TYPE_CHECKING:
     from redis_gocache.remote import Remote
     from redis_gocache.stats import Stats
 
-TOTALS_TTL = 400 * 86400
-"""Seconds the totals live after the last push: a namespace idle for over a year is gone."""
-
-DAY_TTL = 35 * 86400
-"""Seconds a per-day hash lives: ``stats --days`` can look back a month."""
-
-PATHS_TTL = 8 * 86400
-"""Seconds a per-day checkout-path hash lives."""
-
 PUSH_INTERVAL = 3600.0
 """A fully local run pushes the spool only when the last push is older than this (seconds)."""
 
 SPOOL_MAX_FILES = 1000
 """Runs kept in the spool at most; beyond, counters are dropped (Redis has been away long)."""
-
-COUNTERS = (
-    "runs", "gets", "hits", "local_hits", "remote_hits", "misses", "get_errors", "rejected",
-    "puts", "put_errors", "hit_bytes", "remote_hit_bytes", "put_bytes", "uploads",
-    "upload_errors", "upload_bytes", "refreshed", "redis_wait_ms", "prefetched", "trims",
-    "trimmed_outputs", "trimmed_bytes",
-)
-"""Fields of the totals and per-day hashes, all integers (``rejected:<kind>`` fields too)."""
-
-Counts = dict[str, int]
 
 
 def counters(stats: Mapping[str, Any]) -> Counts:
@@ -88,75 +65,10 @@ def counters(stats: Mapping[str, Any]) -> Counts:
 
 
 def merge(into: Counts, more: Mapping[str, int]) -> Counts:
+    """Add ``more`` to ``into``, field by field; returns ``into``."""
     for name, value in more.items():
         into[name] = into.get(name, 0) + int(value)
     return into
-
-
-def day(now: float) -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime(now))
-
-
-def push(client: Any, prefix: str, counts: Mapping[str, int],
-         paths: Mapping[str, int] | None = None, now: float | None = None) -> None:
-    """Add ``counts`` (and runs per checkout path) to the namespace's hashes: one round trip.
-    ``client`` is a redis-py client; errors are redis-py's, for the caller to translate."""
-    now = time.time() if now is None else now
-    keys = Keys(prefix)
-    totals, today = keys.stats_totals(), keys.stats_day(day(now))
-    pipe = client.pipeline(transaction=False)
-    for key, ttl in ((totals, TOTALS_TTL), (today, DAY_TTL)):
-        for name, value in counts.items():
-            if value:
-                pipe.hincrby(key, name, value)
-        pipe.hset(key, "updated", int(now))
-        pipe.expire(key, ttl)
-    if paths:
-        pkey = keys.stats_paths(day(now))
-        for path, runs in paths.items():
-            pipe.hincrby(pkey, path, runs)
-        pipe.expire(pkey, PATHS_TTL)
-    pipe.execute()
-
-
-def _ints(raw: Mapping[bytes, bytes]) -> Counts:
-    out: Counts = {}
-    for k, v in raw.items():
-        try:
-            out[k.decode("utf-8", "replace")] = int(v)
-        except ValueError:
-            continue
-    return out
-
-
-def read(client: Any, prefix: str, days: int = 0, now: float | None = None
-         ) -> tuple[Counts, dict[str, Counts]]:
-    """The namespace's totals and its last ``days`` per-day hashes (newest first)."""
-    now = time.time() if now is None else now
-    names = [day(now - i * 86400) for i in range(days)]
-    keys = Keys(prefix)
-    pipe = client.pipeline(transaction=False)
-    pipe.hgetall(keys.stats_totals())
-    for name in names:
-        pipe.hgetall(keys.stats_day(name))
-    replies = pipe.execute()
-    per_day = {name: _ints(raw) for name, raw in zip(names, replies[1:], strict=True) if raw}
-    return _ints(replies[0]), per_day
-
-
-def read_paths(client: Any, prefix: str, days: int = 2, now: float | None = None
-               ) -> dict[str, int]:
-    """Runs per checkout path over the last ``days`` days."""
-    now = time.time() if now is None else now
-    keys = Keys(prefix)
-    pipe = client.pipeline(transaction=False)
-    for i in range(days):
-        pipe.hgetall(keys.stats_paths(day(now - i * 86400)))
-    out: dict[str, int] = {}
-    for raw in pipe.execute():
-        for path, runs in _ints(raw).items():
-            out[path] = out.get(path, 0) + runs
-    return out
 
 
 def checkout_root(cwd: str) -> str:
@@ -298,21 +210,12 @@ def end_of_run(config: Config, remote: Remote | None, stats: Stats,
     waiting, waiting_paths = Spool.load(claimed)
     merge(counts, waiting)
     merge(paths, waiting_paths)
-    from redis_gocache.store.redis import RedisStore
-
-    store = remote.store
-    if not isinstance(store, RedisStore):
-        spool.give_back(claimed)
-        return
-    try:
-        # The store's own translation, not ops.common's wrapper: that module imports typing,
-        # and this runs on the CPU of whatever the job runs next.
-        with store.translate_errors():
-            push(store.reader(), config.prefix, counts, paths, now)
-    except GoCacheError as exc:
+    # Through the guard, as every Redis call of the helper: a failure is handled like any
+    # write's (counted, said once, the breaker), and the counters wait in the spool.
+    if not remote.add_counters(counts, paths, now):
         spool.give_back(claimed)
         spool.add(counters(stats.as_dict()), {checkout_root(os.getcwd()): 1})
         if config.verbose:
-            log(f"fleet statistics not sent: {exc}")
+            log(f"fleet statistics not sent: Redis did not take them; kept in {spool.path}")
         return
     spool.done(claimed, now)

@@ -1,6 +1,6 @@
 """``redis-gocache stats``: hit rate, bytes and Redis memory per namespace.
 
-Counters come from the fleet hashes (:mod:`redis_gocache.ops.fleet`). Key counts and memory
+Counters come from the fleet hashes (:mod:`redis_gocache.store.counters`). Key counts and memory
 come from a sample by default: ``SCAN`` (no ``MATCH``) until a bounded number of keys were
 visited, ``MEMORY USAGE`` of each cache key among them, scaled up by ``DBSIZE`` / visited.
 SCAN walks the keyspace in hash-table order, which has nothing to do with key names, so the
@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from redis_gocache.ops import fleet
 from redis_gocache.ops.common import BATCH, SCAN_COUNT, primaries, primaries_info
+from redis_gocache.store import counters
 from redis_gocache.store.keys import KINDS, Keys, classify
 
 DEFAULT_SAMPLE = 10_000
@@ -147,7 +147,7 @@ def gather(client: Any, prefixes: list[str], *, all_namespaces: bool, sample: in
         names = sorted(set(names) | set(keys.keys))
     namespaces: dict[str, Any] = {}
     for prefix in names:
-        totals, per_day = fleet.read(client, prefix, days)
+        totals, per_day = counters.read(client, prefix, days)
         namespaces[prefix] = {
             "totals": totals,
             "hit_rate": hit_rate(totals),
@@ -281,7 +281,7 @@ COUNTER_HELP = {
     "trimmed_outputs": "Outputs the daily trims removed from local directories",
     "trimmed_bytes": "Bytes the daily trims removed from local directories",
 }
-"""Fleet counters (:data:`redis_gocache.ops.fleet.COUNTERS`) exported under their own name,
+"""Fleet counters (:data:`redis_gocache.ops.counters.COUNTERS`) exported under their own name,
 ``redis_gocache_<name>_total``, with their help text (``stats --prometheus`` and the exporter)."""
 
 BYTES_HELP = {

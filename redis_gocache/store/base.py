@@ -6,7 +6,7 @@ imports; this module imports ``typing`` for the protocol, which that path avoids
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from redis_gocache.store.entry import Entry
@@ -59,6 +59,12 @@ class RemoteStore(Protocol):
 
     def write_manifest(self, tag: str, action_ids: bytes) -> None:
         """Record the action ids this run asked for, for the next new runner."""
+        ...
+
+    def add_counters(self, counts: Mapping[str, int], paths: Mapping[str, int],
+                     now: float) -> None:
+        """Add a run's fleet counters (and its runs per checkout path) to the namespace's
+        statistics, as of the epoch time ``now`` (:mod:`redis_gocache.store.counters`)."""
         ...
 
     def close(self) -> None:

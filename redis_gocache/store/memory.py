@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from redis_gocache.exceptions import RejectedEntry, RemoteError
 from redis_gocache.store.base import Entry, Pending, Sink
@@ -19,7 +19,8 @@ class MemoryStore:
     """A :class:`~redis_gocache.store.base.RemoteStore` in a dict.
 
     ``records`` maps action ids to ``(entry, inline body or None)``; ``blobs`` maps output ids
-    to bodies. Set ``fail`` to an exception to make every call raise it.
+    to bodies; ``counters`` and ``paths`` sum the fleet counters added. Set ``fail`` to an
+    exception to make every call raise it.
     """
 
     def __init__(self, inline_max: int = 128 * 1024) -> None:
@@ -28,6 +29,8 @@ class MemoryStore:
         self.blobs: dict[bytes, bytes] = {}
         self.refreshed: list[bytes] = []
         self.manifests: dict[str, bytes] = {}
+        self.counters: dict[str, int] = {}  # the fleet counters added, summed
+        self.paths: dict[str, int] = {}  # runs per checkout path, summed
         self.fail: RemoteError | None = None
         self._lock = threading.Lock()
 
@@ -95,6 +98,14 @@ class MemoryStore:
     def write_manifest(self, tag: str, action_ids: bytes) -> None:
         self._check()
         self.manifests[tag] = action_ids
+
+    def add_counters(self, counts: Mapping[str, int], paths: Mapping[str, int],
+                     now: float) -> None:
+        self._check()
+        with self._lock:
+            for into, more in ((self.counters, counts), (self.paths, paths)):
+                for name, value in more.items():
+                    into[name] = into.get(name, 0) + value
 
     def close(self) -> None:
         pass

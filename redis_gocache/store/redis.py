@@ -1,7 +1,9 @@
 """The Redis store: one hash per action, small outputs inline, large ones in blob keys.
 
 What it writes: the keys of :mod:`~redis_gocache.store.keys` (``a:`` records, ``o:`` blobs,
-``t:`` uploads, ``m:`` manifests), records with the fields of :mod:`~redis_gocache.store.record`.
+``t:`` uploads, ``m:`` manifests, the ``s:`` fleet counters of
+:mod:`~redis_gocache.store.counters`), records with the fields of
+:mod:`~redis_gocache.store.record`.
 
 TTL rules: every key gets ``ttl`` seconds when written; a put or a refresh that references a
 blob sets the blob's TTL too, so a blob never expires before the newest hash pointing at it
@@ -40,7 +42,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 from redis_gocache.exceptions import GoCacheError, PermissionDenied, RejectedEntry
@@ -496,6 +498,15 @@ class RedisStore:
         mkey = self.keys.manifest(tag)
         with self._shard(mkey), self.translate_errors():
             self.reader().set(mkey, action_ids, ex=self.ttl)
+
+    def add_counters(self, counts: Mapping[str, int], paths: Mapping[str, int],
+                     now: float) -> None:
+        self._writing()
+        # Imported here: only the end of a run (after the last answer) sends counters.
+        from redis_gocache.store.counters import push
+
+        with self._shard(), self.translate_errors():
+            push(self.reader(), self.prefix, counts, paths, now)
 
     def ping(self) -> float:
         """Round-trip time of one PING, in seconds."""
