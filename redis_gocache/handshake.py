@@ -1,5 +1,8 @@
 """The first thing the helper does: take stdout for the protocol and announce its commands.
 
+The command names live here (:data:`KNOWN_COMMANDS`), and :mod:`redis_gocache.wire` takes
+them from this module, so the commands announced are the commands served.
+
 This module imports nothing but ``os`` and ``sys`` on purpose. cmd/go blocks until the
 capability line arrives, so the plain ``GOCACHEPROG=redis-gocache`` start sends it before
 the rest of the helper is even imported; the imports then overlap with cmd/go's own work.
@@ -10,8 +13,18 @@ from __future__ import annotations
 import os
 import sys
 
-CAPABILITIES = b'{"ID":0,"KnownCommands":["get","put","close"]}\n'
-"""The ID-0 response, written before anything else happens."""
+CMD_GET = "get"
+CMD_PUT = "put"
+CMD_CLOSE = "close"
+
+KNOWN_COMMANDS = (CMD_GET, CMD_PUT, CMD_CLOSE)
+"""The commands the helper serves, named once: :mod:`redis_gocache.wire` reads requests by
+these names, and the capability line announces them."""
+
+CAPABILITIES = ('{"ID":0,"KnownCommands":['
+                + ",".join(f'"{name}"' for name in KNOWN_COMMANDS) + "]}\n").encode("ascii")
+"""The ID-0 response, written before anything else happens (JSON without the json package:
+the names are plain ASCII words)."""
 
 
 def claim_stdout() -> int:

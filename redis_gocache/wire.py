@@ -30,16 +30,15 @@ import time
 from _json import encode_basestring_ascii as _json_string
 
 from redis_gocache.exceptions import FatalProtocolError, ProtocolError
-from redis_gocache.handshake import CAPABILITIES
+
+# The command names and the capability line announcing them are handshake's (written before
+# this module is imported); every other answer's bytes are made here.
+from redis_gocache.handshake import CAPABILITIES, CMD_CLOSE, CMD_GET, CMD_PUT, KNOWN_COMMANDS
 from redis_gocache.value import Value
 
 TYPE_CHECKING = False  # not typing's: see redis_gocache.config
 if TYPE_CHECKING:
     from collections.abc import Callable
-
-CMD_GET = "get"
-CMD_PUT = "put"
-CMD_CLOSE = "close"
 
 ID_SIZE = 32
 """Bytes in an ActionID or OutputID (SHA-256)."""
@@ -399,6 +398,7 @@ __all__ = [
     "CMD_CLOSE",
     "CMD_GET",
     "CMD_PUT",
+    "KNOWN_COMMANDS",
     "ID_SIZE",
     "InputStream",
     "ProtocolError",

@@ -144,6 +144,70 @@ def test_capability_line_is_first_and_exact(start: Start) -> None:
     cmd.close()
 
 
+def _dispatched_commands() -> set[str]:
+    """The commands the request loop acts on, read from its source: every ``wire.CMD_*``
+    that server.py compares a request's command with."""
+    import ast
+
+    from redis_gocache import server, wire
+
+    tree = ast.parse(Path(server.__file__).read_text(encoding="utf-8"))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare) and ast.unparse(node.left) == "req.command":
+            for right in node.comparators:
+                if isinstance(right, ast.Attribute) and ast.unparse(right.value) == "wire":
+                    found.add(getattr(wire, right.attr))
+    return found
+
+
+def _go_commands(go_env: dict[str, str]) -> set[str]:
+    """The commands cmd/go itself defines (``Cmd("...")`` in its cacheprog package)."""
+    goroot = subprocess.run(["go", "env", "GOROOT"], env=go_env, capture_output=True,
+                            text=True, check=True, timeout=60).stdout.strip()
+    source = Path(goroot, "src/cmd/go/internal/cacheprog/cacheprog.go").read_text()
+    return set(re.findall(r'\bCmd\("(\w+)"\)', source))
+
+
+def test_capability_line_announces_exactly_the_commands_served(
+        start: Start, go_env: dict[str, str]) -> None:
+    from redis_gocache import handshake, wire
+
+    served = _dispatched_commands()
+    assert len(served) >= 3, served  # the walk found the loop's dispatch
+    line = handshake.CAPABILITIES
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    announced = json.loads(line)
+    assert set(announced) == {"ID", "KnownCommands"} and announced["ID"] == 0
+    known = announced["KnownCommands"]
+    assert len(known) == len(set(known)) and set(known) == served, (known, served)
+    assert set(known) <= _go_commands(go_env)  # never one cmd/go does not know
+
+    # The parser takes exactly those: anything else is an unknown command.
+    for name in [*served, "delete", "GET", "stat", ""]:
+        req = wire.parse_request(json.dumps({"ID": 1, "Command": name}).encode())
+        unknown = req.error is not None and "unknown command" in req.error
+        assert unknown == (name not in served), (name, req)
+
+    # What the go command reads first is that line, byte for byte; then each announced
+    # command is served, and one it was not told of is an error.
+    cmd = start()
+    assert cmd.lines[0] == line
+    requests: dict[str, Callable[[], dict[str, Any]]] = {
+        wire.CMD_PUT: lambda: cmd.recv(cmd.put(action_id("known"), b"data")),
+        wire.CMD_GET: lambda: cmd.recv(cmd.send({"Command": "get",
+                                                 "ActionID": b64(action_id("known"))})),
+        wire.CMD_CLOSE: lambda: cmd.recv(cmd.send({"Command": "close"})),
+    }
+    assert set(requests) == served  # a new command needs a request here
+    unknown = cmd.recv(cmd.send({"Command": "delete", "ActionID": b64(action_id("known"))}))
+    assert "unknown command" in unknown.get("Err", ""), unknown
+    for name in sorted(known, key=list(requests).index):  # put, then get it, then close
+        answer = requests[name]()
+        assert "Err" not in answer and "Miss" not in answer, (name, answer)
+    assert cmd.wait(10) == 0
+
+
 def test_close_is_answered_then_exit_0(start: Start) -> None:
     cmd = start()
     cid = cmd.send({"Command": "close"})
