@@ -9,6 +9,7 @@ import time
 from redis_gocache.exceptions import ConfigError, LocalStoreError
 from redis_gocache.handshake import announce
 from redis_gocache.store.disk import auto_trim_due
+from redis_gocache.store.layout import level_name
 
 TYPE_CHECKING = False  # not typing's: see redis_gocache.config
 if TYPE_CHECKING:
@@ -33,12 +34,13 @@ def local_root(config: Config, cache_dir: str | None = None) -> str:
     never served to a trusted helper, which does not re-verify local hits. A helper that checks
     signatures gets a directory of its own per set of trusted keys, so it never serves a local
     entry that was fetched without that check (see docs/security.md)."""
-    name = "v1-readonly" if config.read_only else "v1"
+    tag = None
     if config.trusted_keys:
         from redis_gocache.signing import keyset_tag
 
-        name += "-verified-" + keyset_tag(config.trusted_keys)
-    return os.path.join(config.cache_dir if cache_dir is None else cache_dir, name)
+        tag = keyset_tag(config.trusted_keys)
+    return os.path.join(config.cache_dir if cache_dir is None else cache_dir,
+                        level_name(config.read_only, tag))
 
 
 def run_helper(config: Config, proto_fd: int | None = None,

@@ -159,6 +159,42 @@ def test_cli_trims_both_trust_levels(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "not a duration" in res.output
 
 
+def test_cli_trims_the_verifying_helpers_roots(tmp_path: Path) -> None:
+    """A helper that checks signatures keeps a root per set of trusted keys, and trims only
+    its own: after a key rotation the old set's root is left to ``trim``, which must cover
+    every trust level's root, not only ``v1`` and ``v1-readonly``."""
+    import subprocess
+
+    from tests.gocmd import helper_command
+
+    cache = tmp_path / "cache"
+    made = []
+    for name, read_only in (("old", "0"), ("new", "0"), ("pr", "1")):
+        subprocess.run([*helper_command(), "keygen", str(tmp_path / name)], check=True,
+                       capture_output=True, timeout=60)
+        env = helper_env(cache, extra={"REDIS_GOCACHE_TRUSTED_KEYS": str(tmp_path / f"{name}.pub"),
+                                       "REDIS_GOCACHE_READONLY": read_only,
+                                       "REDIS_GOCACHE_NO_AUTO_TRIM": "1"})
+        with GoCmd(env) as go:
+            go.capability()
+            made.append(Path(go.put_wait(action_id(name), name.encode() * 10)["DiskPath"]))
+            go.close()
+    levels = sorted(p.name for p in cache.iterdir() if p.name.startswith("v1"))
+    assert sorted(n.split("-verified-")[0] for n in levels if "-verified-" in n) == [
+        "v1", "v1", "v1-readonly"], levels
+    assert all(p.is_file() and p.parent.parent.parent.parent == cache for p in made)
+    old = time.time() - 9 * DAY
+    for path in made:
+        os.utime(path, (old, old))
+
+    res = invoke("trim", "--cache-dir", str(cache), "--max-age", "5d", "--json")
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    assert sorted(Path(r).name for r in data["roots"]) == levels
+    assert data["outputs_removed"] == 3 and data["actions_removed"] == 3, data
+    assert not any(p.exists() for p in made)
+
+
 def test_auto_trim_at_most_daily(tmp_path: Path) -> None:
     now = time.time()
     root = Root(tmp_path / "v1")

@@ -1,8 +1,8 @@
 """The local directory for operators: its size and entries (``stats``), clearing it (``clear``,
 as ``ccache -C``) and zeroing this runner's counters (``zero``, as ``ccache -z``).
 
-The layout is :mod:`redis_gocache.store.layout`'s; the trust levels' directories are every
-``v1*`` directory under the cache directory (docs/design.md, "Local directory").
+The layout is :mod:`redis_gocache.store.layout`'s, the trust levels' directories too
+(:func:`~redis_gocache.store.layout.is_level_name`; docs/design.md, "Local directory").
 """
 
 from __future__ import annotations
@@ -12,10 +12,7 @@ import os
 import shutil
 from collections.abc import Iterator
 
-from redis_gocache.store.layout import ACTION_LOG, OUTPUTS, read_action_log
-
-LEVEL_PREFIX = "v1"
-"""Every trust level's directory name starts with this (``v1``, ``v1-readonly``, ...)."""
+from redis_gocache.store.layout import ACTION_LOG, OUTPUTS, is_level_name, read_action_log
 
 SPOOL_PREFIX = "stats-"
 """Directories of fleet counters waiting to be sent (:class:`redis_gocache.ops.fleet.Spool`)."""
@@ -38,7 +35,7 @@ def levels(cache_dir: str) -> list[str]:
     except OSError:
         return []
     return [os.path.join(cache_dir, n) for n in names
-            if n.startswith(LEVEL_PREFIX) and os.path.isdir(os.path.join(cache_dir, n))]
+            if is_level_name(n) and os.path.isdir(os.path.join(cache_dir, n))]
 
 
 def _files(directory: str) -> Iterator[os.DirEntry[str]]:

@@ -68,9 +68,6 @@ the next one is due."""
 MARKER = TRIM_MARKER
 """File in the local root whose mtime is the last trim's start."""
 
-ROOTS = ("v1", "v1-readonly")
-"""The trust levels' directories inside the cache directory."""
-
 
 @dataclasses.dataclass
 class TrimResult:
@@ -330,11 +327,12 @@ def _trim_log(root: str, present: set[str], gone: set[str], result: TrimResult,
 
 
 def roots(cache_dir: str) -> Iterable[str]:
-    """The local roots present in ``cache_dir``."""
-    for name in ROOTS:
-        path = os.path.join(cache_dir, name)
-        if os.path.isdir(path):
-            yield path
+    """The local roots present in ``cache_dir``: every trust level's, the verifying helpers'
+    (``v1-verified-<tag>``) too. A helper trims only its own root, so the root of a key set
+    no helper trusts any more (a rotation) is trimmed by this command alone."""
+    from redis_gocache.ops.local import levels  # not on the helper's daily trim
+
+    return levels(cache_dir)
 
 
 def maybe_auto_trim(root: str, *, max_age: float, max_size: int = 0,

@@ -1,5 +1,10 @@
 """The local directory's layout and its action-log record: names and offsets, here only.
 
+The cache directory holds one root per trust level (:func:`level_name`): ``v1`` for trusted
+helpers, ``v1-readonly`` for read-only ones, either with ``-verified-<keys tag>`` for a
+helper that checks signatures (one per set of trusted keys, so a key rotation leaves the old
+set's root behind: ``redis-gocache trim`` and ``clear`` cover every root named so).
+
 Under a trust level's root (docs/design.md, "Local directory")::
 
     o/<hh>/<output-id-hex>   an output body, the DiskPath handed to Go (<hh>: first two digits)
@@ -24,6 +29,30 @@ slices. Nothing is imported here: a warm runner reads records before its first a
 from __future__ import annotations
 
 from redis_gocache.store.entry import Entry
+
+LEVEL = "v1"
+"""The trusted helpers' root in the cache directory; every trust level's root name starts with
+it (``v1``, ``v1-readonly``, ``v1-verified-<tag>``, ``v1-readonly-verified-<tag>``)."""
+
+READ_ONLY = "-readonly"
+"""Appended to :data:`LEVEL` for read-only helpers: entries an untrusted job wrote locally are
+never served to a trusted helper, which does not verify local hits again."""
+
+VERIFIED = "-verified-"
+"""Appended with the trusted keys' tag for a helper that checks signatures."""
+
+
+def level_name(read_only: bool, keys_tag: str | None = None) -> str:
+    """The name of a trust level's root in the cache directory (``keys_tag``: the tag of the
+    trusted keys, :func:`redis_gocache.signing.keyset_tag`, for a verifying helper)."""
+    name = LEVEL + READ_ONLY if read_only else LEVEL
+    return name if keys_tag is None else name + VERIFIED + keys_tag
+
+
+def is_level_name(name: str) -> bool:
+    """Whether ``name`` (in the cache directory) is a trust level's root."""
+    return name == LEVEL or name.startswith(LEVEL + "-")
+
 
 OUTPUTS = "o"
 """Directory of the output files, by the first two hex digits of their id."""
