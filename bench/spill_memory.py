@@ -2,11 +2,12 @@
 """Redis memory per cached byte, with and without a spill directory (issue 8).
 
 One run: a cold ``go build std`` (or ``--packages``) through the helper in local-only mode
-records every action and output the build puts. Those entries are then written, exactly as the
-helper writes them (:class:`RedisStore.put`, default ``--inline-max``), into a private
-``redis-server`` twice: once with large outputs in Redis blob keys (no spill directory), once
-with a spill directory (Redis holds pointers). For each it prints Redis memory (``used_memory``
-growth, and the sum of ``MEMORY USAGE`` of the keys) divided by the bytes cached, and the ratio.
+records every action and output the build puts. Those entries are then written, exactly as
+the helper writes them (:class:`RedisStore.put`, default ``--inline-max`` and compression),
+into a private ``redis-server`` twice: once with large outputs in Redis blob keys (no spill
+directory), once with a spill directory (Redis holds pointers). For each it prints Redis
+memory (``used_memory`` growth, and the sum of ``MEMORY USAGE`` of the keys) divided by the
+bytes cached, and the ratio.
 
     python bench/spill_memory.py [--packages std] [--json FILE]
 """
@@ -30,8 +31,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from redis_gocache.config import DEFAULT_INLINE_MAX  # noqa: E402
 from redis_gocache.store.base import Entry  # noqa: E402
+from redis_gocache.store.layout import (  # noqa: E402
+    ACTION_LOG,
+    OUTPUTS,
+    level_name,
+    output_path,
+    parse_record,
+    read_action_log,
+)
 from redis_gocache.store.redis import RedisStore  # noqa: E402
-from redis_gocache.store.spill import SpillDir  # noqa: E402
+from redis_gocache.store.spill import ZOUTPUTS, SpillDir  # noqa: E402
 from tests.gocmd import go_quote, helper_command  # noqa: E402
 from tests.redisproc import RedisServer  # noqa: E402
 
@@ -60,18 +69,23 @@ def record_build(packages: list[str], work: Path) -> Path:
         raise SystemExit(f"go build failed:\n{proc.stderr[-3000:]}")
     print(f"cold go build {' '.join(packages)}: {time.monotonic() - start:.1f}s",
           file=sys.stderr)
-    return work / "helper" / "v1"
+    return work / "helper" / level_name(read_only=False)
 
 
 def entries(root: Path) -> list[tuple[bytes, Entry, str]]:
-    """(action id, entry, output path) of every complete action in a local root."""
+    """(action id, entry, output path) of every action in a local root's action log whose
+    output is there (the layout is redis_gocache.store.layout's)."""
     out = []
-    for path in sorted((root / "a").glob("*/*")):
-        oid, size, time_ns = path.read_text().split()
-        body = root / "o" / oid[:2] / oid
-        if body.is_file():
-            out.append((bytes.fromhex(path.name), Entry(bytes.fromhex(oid), int(size),
-                                                        int(time_ns)), str(body)))
+    for action_hex, line in sorted(read_action_log(str(root / ACTION_LOG)).items()):
+        parsed = parse_record(line)
+        if parsed is None:
+            continue
+        entry = parsed[0]
+        path = output_path(str(root), entry.output_id.hex())
+        if os.path.isfile(path):
+            out.append((bytes.fromhex(action_hex), entry, path))
+    if not out:
+        raise SystemExit(f"no entries in {root}: the build put nothing the helper recorded")
     return out
 
 
@@ -110,8 +124,9 @@ def main() -> int:
             with_spill = fill(server.url, items, spill, client)
             spill.close()
             client.close()
-        spilled = sum(p.stat().st_size for p in (work / "spill" / "o").rglob("*")
-                      if p.is_file())
+        # Raw outputs under o/, compressed ones under z/ (store/spill.py's layout).
+        spilled = sum(p.stat().st_size for d in (OUTPUTS, ZOUTPUTS)
+                      for p in (work / "spill" / d).rglob("*") if p.is_file())
 
     result: dict[str, Any] = {
         "packages": args.packages, "entries": len(items), "cached_bytes": cached,
