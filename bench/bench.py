@@ -128,6 +128,8 @@ class Env:
     """The interpreter that runs the helper (the floor of its start-up time)."""
     baseline: list[str] | None = None
     """Another version of the helper (``--baseline``), measured beside this one."""
+    helper_settings: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """``--helper-env`` settings, given to every helper (the baseline's too)."""
     _counter: int = 0
     _client: Redis | None = None
 
@@ -184,6 +186,7 @@ class Env:
         env["REDIS_GOCACHE_DIR"] = str(cache_dir)
         if stats is not None:
             env["REDIS_GOCACHE_STATS_FILE"] = str(stats)
+        env.update(self.helper_settings)
         if self.helper_pythonpath:
             env["PYTHONPATH"] = os.pathsep.join(
                 p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p
@@ -925,12 +928,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="also run the new and warm runners with the redis_gocache package of "
                     "another checkout DIR (say, main's), interleaved with this one's, and "
                     "print their ratios")
+    ap.add_argument("--helper-env", metavar="NAME=VALUE", action="append", default=[],
+                    help="a setting for every helper, the baseline's too (repeatable): say "
+                    "REDIS_GOCACHE_COMPRESSION=none, so that a baseline without compression "
+                    "can read what this helper's cold build stored")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     ap.add_argument("--work-dir", metavar="DIR",
                     help="where the work directory goes (every cache, Go's and the helper's) "
                     "[default: the system temporary directory]")
     args = ap.parse_args(argv)
 
+    settings = dict(item.partition("=")[::2] for item in args.helper_env)
+    if any(not name.startswith("REDIS_") for name in settings):
+        ap.error("--helper-env takes the helper's own settings: REDIS_URL or REDIS_GOCACHE_*")
     plan = QUICK if args.quick else FULL
     if args.reps is not None:
         plan = dataclasses.replace(plan, reps=max(0, args.reps))
@@ -955,7 +965,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stack.callback(shutil.rmtree, work / "trash", True)
         server = stack.enter_context(RedisServer())
         env = Env(work=work, go=go, gopath=work / "gopath", redis=server, helper=helper,
-                  helper_pythonpath=pythonpath, log=log)
+                  helper_pythonpath=pythonpath, log=log, helper_settings=settings)
         if helper is not None and how == "console script" and not args.live:
             helper, commit, env.python = snapshot_helper(work)
             how = f"a copy of redis_gocache at {commit}"
@@ -978,6 +988,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "cpus": os.cpu_count(), "reps": plan.reps, "quick": args.quick,
                 "helper": how if helper is None else f"{go_quote(helper)} ({how})",
                 "plan": dataclasses.asdict(plan), "baseline": args.baseline,
+                "helper_env": settings,
             },
             "workloads": {w.name: w.title for w in wls},
             "builds": {w.name: {} for w in wls},
