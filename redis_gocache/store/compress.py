@@ -57,9 +57,13 @@ IN_PIECE = 1024 * 1024
 PROBE = 4 * 1024 * 1024
 """After this much of a large output, one that has not shrunk enough so far is stored raw."""
 
-OUT_PIECE = 1024 * 1024
+OUT_PIECE = 64 * 1024
 """Most bytes one step of decompression hands to the sink: a 4 MiB piece from Redis may
-expand many times over, and no more than this of it is held at once."""
+expand many times over, and no more than this of it is held at once. Small enough that the
+piece is still in the CPU's cache when the sink hashes and writes it, and that its buffer
+stays under glibc's mmap threshold (128 KiB), so it is reused rather than mapped, faulted in
+and unmapped each time: a new runner's prefetch of `go build std` (173 MiB) took 0.64 s of
+CPU with 1 MiB pieces, 0.59 s with these (tmpfs, two threads)."""
 
 _module: ModuleType | None = None
 
