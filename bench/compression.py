@@ -47,15 +47,10 @@ REPO_ROOT = BENCH_DIR.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from delay_proxy import DelayProxy  # noqa: E402  (a sibling: bench/ is sys.path[0])
+from spill_memory import entries  # noqa: E402
 
 from redis_gocache.config import DEFAULT_INLINE_MAX  # noqa: E402
 from redis_gocache.store.base import Entry  # noqa: E402
-from redis_gocache.store.layout import (  # noqa: E402
-    ACTION_LOG,
-    output_path,
-    parse_record,
-    read_action_log,
-)
 from redis_gocache.store.redis import RedisStore  # noqa: E402
 from tests.gocmd import go_quote, helper_command  # noqa: E402
 from tests.redisproc import RedisServer  # noqa: E402
@@ -95,20 +90,6 @@ def go_build(packages: list[str], work: Path, env: dict[str, str]) -> tuple[floa
     if proc.returncode != 0:
         raise SystemExit(f"go build failed:\n{proc.stderr[-3000:]}")
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-
-
-def entries(root: Path) -> list[tuple[bytes, Entry, str]]:
-    """(action id, entry, output path) of every action in a local root's action log."""
-    out = []
-    for action_hex, line in read_action_log(str(root / ACTION_LOG)).items():
-        parsed = parse_record(line)
-        if parsed is None:
-            continue
-        entry = parsed[0]
-        path = output_path(str(root), entry.output_id.hex())
-        if os.path.isfile(path):
-            out.append((bytes.fromhex(action_hex), entry, path))
-    return out
 
 
 def fill(url: str, prefix: str, items: list[tuple[bytes, Entry, str]], compress: bool,

@@ -296,26 +296,21 @@ class Remote:
 
     def write_manifest(self, tag: str, action_ids: bytes) -> bool:
         """Record this run's manifest; True if Redis took it."""
-        if not self.writable:
-            return False
-        try:
-            self.store.write_manifest(tag, action_ids)
-        except RemoteError as exc:
-            self._failed(exc, writing=True)
-            return False
-        except Exception as exc:  # noqa: BLE001 - see _unexpected
-            self._unexpected(exc)
-            return False
-        return True
+        return self._write(lambda store: store.write_manifest(tag, action_ids))
 
     def add_counters(self, counts: Mapping[str, int], paths: Mapping[str, int],
                      now: float) -> bool:
         """Add a run's fleet counters (:meth:`RemoteStore.add_counters`); True if Redis took
         them. A failure is handled as any write's, so the caller keeps them for later."""
+        return self._write(lambda store: store.add_counters(counts, paths, now))
+
+    def _write(self, write: Callable[[RemoteStore], object]) -> bool:
+        """An end-of-run write to the store, unless writes are off; True if it went through.
+        A failure is counted against Redis as any write's."""
         if not self.writable:
             return False
         try:
-            self.store.add_counters(counts, paths, now)
+            write(self.store)
         except RemoteError as exc:
             self._failed(exc, writing=True)
             return False
