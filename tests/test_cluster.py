@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +27,7 @@ from redis_gocache.store.base import Entry
 from redis_gocache.store.redis import RedisStore
 from redis_gocache.store.topology import CLUSTER, kind_of, parse
 from redis_gocache.store.upload import STREAM_CHUNK
-from tests.e2e.test_go_build import GO_TIMEOUT, HELLO, hit_ratio, make_runner, write_module
+from tests.e2e.test_go_build import HELLO, hit_ratio, make_runner, write_module
 from tests.redistopo import Cluster
 
 PREFIX = "gocache:"
@@ -258,26 +257,10 @@ def test_go_build_through_cluster_survives_a_killed_primary(
     # Runner C builds cold (-gcflags changes every action id) while a primary dies.
     c = make_runner(tmp_path, "C", checkout, go_env, cluster.url)
     before = count_actions(cclient)
-    binary = tmp_path / "hello-C"
-    proc = subprocess.Popen(
-        ["go", "build", "-gcflags=all=-N", "-o", str(binary), "./cmd/hello"],
-        cwd=checkout, env=c.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        stdin=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        # Kill once C has put a few entries: the build is under way.
-        while count_actions(cclient) < before + 20:
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.05)
-        cluster.kill(1)
-        out, err = proc.communicate(timeout=GO_TIMEOUT)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0, err[-3000:]
-    run = subprocess.run([str(binary)], capture_output=True, text=True, timeout=30, check=True)
-    assert run.stdout.strip() == HELLO
+    # Kill a primary once C has put a few entries: the build is under way.
+    out, err = c.build_and_run_through(lambda: count_actions(cclient) >= before + 20,
+                                       lambda: cluster.kill(1), "-gcflags=all=-N")
+    assert out == HELLO
     stats = c.take_stats()
     assert stats["puts"] > 50, stats
     assert "unavailable" in err, err[-2000:]  # the helper did run into the dead primary

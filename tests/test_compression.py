@@ -43,12 +43,9 @@ def unpackable(size: int, seed: int = 2) -> bytes:
 
 
 @pytest.fixture
-def client(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    redis_server.resume()
-    c = redis.Redis.from_url(redis_server.url)
-    c.flushall()
-    yield c
-    c.close()
+def client(redis_client: redis.Redis) -> redis.Redis:
+    """conftest's flushed client of the session server, under a shorter name."""
+    return redis_client
 
 
 def make_store(url: str, *, compress_values: bool = True,

@@ -24,7 +24,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 import redis
 
-from tests.e2e.test_go_build import GO_TIMEOUT, HELLO, make_runner, write_module
+from tests.e2e.test_go_build import HELLO, make_runner, write_module
 from tests.redisproc import free_port
 from tests.redistopo import wait_until
 from tests.test_helm import FULLNAME, NAMESPACE, Rendered, render, required_tool
@@ -323,27 +323,17 @@ def test_go_build_survives_failover_and_a_new_runner_uses_the_promoted_replica(
     write_module(checkout)
     a = make_runner(tmp_path, "A", checkout, go_env, url)
     a.env["REDIS_GOCACHE_BREAKER_COOLDOWN"] = str(COOLDOWN)
-    binary = tmp_path / "hello-A"
-    proc = subprocess.Popen(["go", "build", "-o", str(binary), "./cmd/hello"], cwd=checkout,
-                            env=a.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, stdin=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 90
-        while len(list(writer.scan_iter(match=f"{PREFIX}a:*", count=1000))) < 20:
-            assert time.monotonic() < deadline and proc.poll() is None, "no puts arrived"
-            time.sleep(0.05)
+
+    def fail_over() -> None:
         # Mid-build: a sentinel of another pod fails the primary over, and the primary's
         # pod dies (both processes, SIGKILL) as on a lost node.
         release.sentinel(release.pods[1]).execute_command("SENTINEL", "FAILOVER", MASTER)
         first.kill()
-        _, err = proc.communicate(timeout=GO_TIMEOUT)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0, err[-3000:]
-    run = subprocess.run([str(binary)], capture_output=True, text=True, timeout=30, check=True)
-    assert run.stdout.strip() == HELLO
+
+    out, _ = a.build_and_run_through(
+        lambda: len(list(writer.scan_iter(match=f"{PREFIX}a:*", count=1000))) >= 20,
+        fail_over, start_timeout=90)
+    assert out == HELLO
     a.take_stats()
 
     # The two live sentinels (the quorum) agree on a promoted replica.

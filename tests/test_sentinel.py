@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,7 @@ from redis_gocache.exceptions import ConfigError, RemoteError
 from redis_gocache.store.base import Entry
 from redis_gocache.store.redis import RedisStore
 from redis_gocache.store.topology import SENTINEL, kind_of, parse
-from tests.e2e.test_go_build import GO_TIMEOUT, HELLO, make_runner, write_module
+from tests.e2e.test_go_build import HELLO, make_runner, write_module
 from tests.gocmd import GoCmd, action_id
 from tests.redistopo import SentinelGroup
 
@@ -93,26 +92,12 @@ def test_go_build_survives_a_failover(group: SentinelGroup, tmp_path: Path,
     a.env["REDIS_GOCACHE_BREAKER_COOLDOWN"] = str(COOLDOWN)
     first = primary_client(group)
     old = group.current_primary_port()
-    binary = tmp_path / "hello-A"
-    proc = subprocess.Popen(["go", "build", "-o", str(binary), "./cmd/hello"], cwd=checkout,
-                            env=a.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, stdin=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while len(list(first.scan_iter(match=f"{PREFIX}a:*", count=1000))) < 20:
-            assert time.monotonic() < deadline and proc.poll() is None, "no puts arrived"
-            time.sleep(0.05)
-        assert group.sentinel is not None
-        group.sentinel.failover()  # mid-build
-        _, err = proc.communicate(timeout=GO_TIMEOUT)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    assert group.sentinel is not None
+    failover = group.sentinel.failover
+    out, _ = a.build_and_run_through(  # the failover mid-build
+        lambda: len(list(first.scan_iter(match=f"{PREFIX}a:*", count=1000))) >= 20, failover)
+    assert out == HELLO
     first.close()
-    assert proc.returncode == 0, err[-3000:]
-    run = subprocess.run([str(binary)], capture_output=True, text=True, timeout=30, check=True)
-    assert run.stdout.strip() == HELLO
     a.take_stats()
     new = group.wait_failover(old)
 

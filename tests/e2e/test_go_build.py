@@ -14,7 +14,8 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +134,35 @@ class Runner:
     def build_and_run(self, *flags: str) -> str:
         binary = self.checkout.parent / f"hello-{self.name}"
         self.go("build", *flags, "-o", str(binary), "./cmd/hello")
+        return self._run(binary)
+
+    def build_and_run_through(self, started: Callable[[], bool], fault: Callable[[], None],
+                              *flags: str, start_timeout: float = 60) -> tuple[str, str]:
+        """:meth:`build_and_run` with ``fault`` made mid-build: as soon as ``started()`` says
+        the build is under way (within ``start_timeout`` seconds, the build still running).
+        The build must still succeed; returns the binary's output and the build's stderr
+        (the helpers' lines)."""
+        binary = self.checkout.parent / f"hello-{self.name}"
+        proc = subprocess.Popen(["go", "build", *flags, "-o", str(binary), "./cmd/hello"],
+                                cwd=self.checkout, env=self.env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + start_timeout
+            while not started():
+                assert time.monotonic() < deadline and proc.poll() is None, (
+                    f"runner {self.name}: the build did not get under way")
+                time.sleep(0.05)
+            fault()
+            _, err = proc.communicate(timeout=GO_TIMEOUT)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert proc.returncode == 0, err[-3000:]
+        return self._run(binary), err
+
+    @staticmethod
+    def _run(binary: Path) -> str:
         return subprocess.run(
             [str(binary)], capture_output=True, text=True, timeout=30, check=True
         ).stdout.strip()
